@@ -1,0 +1,288 @@
+// TensorFlow CPU kernels around the plain C++ coders in ops/lib. Every input is validated
+// here or in the coder; any problem becomes InvalidArgument, never a crash.
+#include <string>
+
+#include "ops/lib/mixture_coder.h"
+#include "ops/lib/table_coder.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/tensor_shape.h"
+
+namespace tfcomp {
+namespace {
+
+using tensorflow::DEVICE_CPU;
+using tensorflow::OpKernel;
+using tensorflow::OpKernelConstruction;
+using tensorflow::OpKernelContext;
+using tensorflow::Tensor;
+using tensorflow::TensorShape;
+using tensorflow::TensorShapeUtils;
+using tensorflow::tstring;
+namespace errors = tensorflow::errors;
+
+#define TFCOMP_CHECK_OK(ctx, message)                                \
+  do {                                                               \
+    const std::string _m = (message);                                \
+    OP_REQUIRES(ctx, _m.empty(), errors::InvalidArgument(_m));       \
+  } while (0)
+
+// Reads the CDF tables of the table coder from inputs `first`, `first + 1`, `first + 2`.
+bool GetTables(OpKernelContext* ctx, int first, int precision, CdfTables* tables) {
+  const Tensor& cdf = ctx->input(first);
+  const Tensor& sizes = ctx->input(first + 1);
+  const Tensor& offsets = ctx->input(first + 2);
+  if (cdf.dims() != 2 || sizes.dims() != 1 || offsets.dims() != 1 ||
+      sizes.dim_size(0) != cdf.dim_size(0) || offsets.dim_size(0) != cdf.dim_size(0)) {
+    ctx->CtxFailure(errors::InvalidArgument(
+        "cdf must be [num_tables, max_size] with cdf_size and offset [num_tables]; got ",
+        cdf.shape().DebugString(), ", ", sizes.shape().DebugString(), ", ",
+        offsets.shape().DebugString()));
+    return false;
+  }
+  tables->cdf = cdf.flat<int32_t>().data();
+  tables->sizes = sizes.flat<int32_t>().data();
+  tables->offsets = offsets.flat<int32_t>().data();
+  tables->num_tables = cdf.dim_size(0);
+  tables->max_size = cdf.dim_size(1);
+  tables->precision = precision;
+  return true;
+}
+
+class TableEncodeOp : public OpKernel {
+ public:
+  explicit TableEncodeOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("precision", &precision_));
+  }
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& values = ctx->input(0);
+    const Tensor& indexes = ctx->input(1);
+    OP_REQUIRES(ctx, values.shape() == indexes.shape(),
+                errors::InvalidArgument("values and indexes must have the same shape; got ",
+                                        values.shape().DebugString(), " and ",
+                                        indexes.shape().DebugString()));
+    CdfTables tables;
+    if (!GetTables(ctx, 2, precision_, &tables)) return;
+    std::string out;
+    TFCOMP_CHECK_OK(ctx, TableEncode(tables, values.flat<int32_t>().data(),
+                                     indexes.flat<int32_t>().data(), values.NumElements(),
+                                     &out));
+    Tensor* encoded;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape{}, &encoded));
+    encoded->scalar<tstring>()() = std::move(out);
+  }
+
+ private:
+  int precision_;
+};
+
+class TableDecodeOp : public OpKernel {
+ public:
+  explicit TableDecodeOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("precision", &precision_));
+  }
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& encoded = ctx->input(0);
+    const Tensor& indexes = ctx->input(1);
+    OP_REQUIRES(ctx, TensorShapeUtils::IsScalar(encoded.shape()),
+                errors::InvalidArgument("encoded must be a scalar string"));
+    CdfTables tables;
+    if (!GetTables(ctx, 2, precision_, &tables)) return;
+    Tensor* values;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, indexes.shape(), &values));
+    const tstring& data = encoded.scalar<tstring>()();
+    TFCOMP_CHECK_OK(ctx, TableDecode(tables, data.data(), data.size(),
+                                     indexes.flat<int32_t>().data(), indexes.NumElements(),
+                                     values->flat<int32_t>().data()));
+  }
+
+ private:
+  int precision_;
+};
+
+class CdfEncodeOp : public OpKernel {
+ public:
+  explicit CdfEncodeOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("precision", &precision_));
+  }
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& values = ctx->input(0);
+    const Tensor& cdf = ctx->input(1);
+    TensorShape leading = cdf.shape();
+    if (leading.dims() > 0) leading.RemoveLastDims(1);
+    OP_REQUIRES(ctx, cdf.dims() == values.dims() + 1 && leading == values.shape(),
+                errors::InvalidArgument("cdf must have the shape of values plus one axis; got ",
+                                        cdf.shape().DebugString(), " for values ",
+                                        values.shape().DebugString()));
+    std::string out;
+    TFCOMP_CHECK_OK(ctx, CdfEncode(cdf.flat<int32_t>().data(), cdf.dim_size(cdf.dims() - 1),
+                                   precision_, values.flat<int32_t>().data(),
+                                   values.NumElements(), &out));
+    Tensor* encoded;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape{}, &encoded));
+    encoded->scalar<tstring>()() = std::move(out);
+  }
+
+ private:
+  int precision_;
+};
+
+class CdfDecodeOp : public OpKernel {
+ public:
+  explicit CdfDecodeOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("precision", &precision_));
+  }
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& encoded = ctx->input(0);
+    const Tensor& cdf = ctx->input(1);
+    OP_REQUIRES(ctx, TensorShapeUtils::IsScalar(encoded.shape()),
+                errors::InvalidArgument("encoded must be a scalar string"));
+    OP_REQUIRES(ctx, cdf.dims() >= 1,
+                errors::InvalidArgument("cdf must have at least one axis"));
+    TensorShape shape = cdf.shape();
+    shape.RemoveLastDims(1);
+    Tensor* values;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, shape, &values));
+    const tstring& data = encoded.scalar<tstring>()();
+    TFCOMP_CHECK_OK(ctx, CdfDecode(cdf.flat<int32_t>().data(), cdf.dim_size(cdf.dims() - 1),
+                                   precision_, data.data(), data.size(), shape.num_elements(),
+                                   values->flat<int32_t>().data()));
+  }
+
+ private:
+  int precision_;
+};
+
+class PmfToCdfOp : public OpKernel {
+ public:
+  explicit PmfToCdfOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("precision", &precision_));
+  }
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& pmf = ctx->input(0);
+    OP_REQUIRES(ctx, pmf.dims() >= 1 && pmf.dim_size(pmf.dims() - 1) >= 1,
+                errors::InvalidArgument("pmf must have a non-empty last axis"));
+    TensorShape shape = pmf.shape();
+    const int64_t m = shape.dim_size(shape.dims() - 1);
+    shape.set_dim(shape.dims() - 1, m + 1);
+    Tensor* cdf;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, shape, &cdf));
+    TFCOMP_CHECK_OK(ctx, PmfToCdf(pmf.flat<float>().data(), pmf.NumElements() / m, m,
+                                  precision_, cdf->flat<int32_t>().data()));
+  }
+
+ private:
+  int precision_;
+};
+
+// Shared by the mixture encoder and decoder: attributes and parameter tensors.
+class MixtureOpBase : public OpKernel {
+ public:
+  explicit MixtureOpBase(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    float x_min, x_max;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_levels", &spec_.num_levels));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("x_min", &x_min));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("x_max", &x_max));
+    spec_.x_min = x_min;
+    spec_.x_max = x_max;
+  }
+
+ protected:
+  // Reads inputs first..first+3 (logit_weights, means, log_scales, coeffs). On success sets
+  // spec_.channels/components, `params` and the leading shape (one entry per pixel).
+  bool GetParams(OpKernelContext* ctx, int first, MixtureSpec* spec, MixtureParams* params,
+                 TensorShape* pixels) {
+    const Tensor& w = ctx->input(first);
+    const Tensor& m = ctx->input(first + 1);
+    const Tensor& s = ctx->input(first + 2);
+    const Tensor& c = ctx->input(first + 3);
+    if (w.dims() < 2 || m.shape() != w.shape() || s.shape() != w.shape() ||
+        c.dims() != w.dims()) {
+      ctx->CtxFailure(errors::InvalidArgument(
+          "logit_weights, means and log_scales must share a shape [..., C, K] and coeffs be "
+          "[..., C*(C-1)/2, K]; got ", w.shape().DebugString(), ", ", m.shape().DebugString(),
+          ", ", s.shape().DebugString(), ", ", c.shape().DebugString()));
+      return false;
+    }
+    *spec = spec_;
+    spec->channels = static_cast<int>(w.dim_size(w.dims() - 2));
+    spec->components = static_cast<int>(w.dim_size(w.dims() - 1));
+    const std::string error = ValidateMixtureSpec(*spec);
+    if (!error.empty()) {
+      ctx->CtxFailure(errors::InvalidArgument(error));
+      return false;
+    }
+    *pixels = w.shape();
+    pixels->RemoveLastDims(2);
+    TensorShape expected_c = *pixels;
+    expected_c.AddDim(spec->channels * (spec->channels - 1) / 2);
+    expected_c.AddDim(spec->components);
+    if (c.shape() != expected_c) {
+      ctx->CtxFailure(errors::InvalidArgument("coeffs must be ", expected_c.DebugString(),
+                                              ", got ", c.shape().DebugString()));
+      return false;
+    }
+    params->logit_weights = w.flat<float>().data();
+    params->means = m.flat<float>().data();
+    params->log_scales = s.flat<float>().data();
+    params->coeffs = c.flat<float>().data();
+    return true;
+  }
+
+  MixtureSpec spec_;
+};
+
+class MixtureEncodeOp : public MixtureOpBase {
+ public:
+  using MixtureOpBase::MixtureOpBase;
+  void Compute(OpKernelContext* ctx) override {
+    MixtureSpec spec;
+    MixtureParams params;
+    TensorShape pixels;
+    if (!GetParams(ctx, 1, &spec, &params, &pixels)) return;
+    const Tensor& symbols = ctx->input(0);
+    TensorShape expected = pixels;
+    expected.AddDim(spec.channels);
+    OP_REQUIRES(ctx, symbols.shape() == expected,
+                errors::InvalidArgument("symbols must be ", expected.DebugString(), ", got ",
+                                        symbols.shape().DebugString()));
+    std::string out;
+    TFCOMP_CHECK_OK(ctx, MixtureEncode(spec, params, symbols.flat<int32_t>().data(),
+                                       pixels.num_elements(), &out));
+    Tensor* encoded;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape{}, &encoded));
+    encoded->scalar<tstring>()() = std::move(out);
+  }
+};
+
+class MixtureDecodeOp : public MixtureOpBase {
+ public:
+  using MixtureOpBase::MixtureOpBase;
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& encoded = ctx->input(0);
+    OP_REQUIRES(ctx, TensorShapeUtils::IsScalar(encoded.shape()),
+                errors::InvalidArgument("encoded must be a scalar string"));
+    MixtureSpec spec;
+    MixtureParams params;
+    TensorShape pixels;
+    if (!GetParams(ctx, 1, &spec, &params, &pixels)) return;
+    TensorShape shape = pixels;
+    shape.AddDim(spec.channels);
+    Tensor* symbols;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, shape, &symbols));
+    const tstring& data = encoded.scalar<tstring>()();
+    TFCOMP_CHECK_OK(ctx, MixtureDecode(spec, params, data.data(), data.size(),
+                                       pixels.num_elements(), symbols->flat<int32_t>().data()));
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("TfcompTableEncode").Device(DEVICE_CPU), TableEncodeOp);
+REGISTER_KERNEL_BUILDER(Name("TfcompTableDecode").Device(DEVICE_CPU), TableDecodeOp);
+REGISTER_KERNEL_BUILDER(Name("TfcompCdfEncode").Device(DEVICE_CPU), CdfEncodeOp);
+REGISTER_KERNEL_BUILDER(Name("TfcompCdfDecode").Device(DEVICE_CPU), CdfDecodeOp);
+REGISTER_KERNEL_BUILDER(Name("TfcompPmfToCdf").Device(DEVICE_CPU), PmfToCdfOp);
+REGISTER_KERNEL_BUILDER(Name("TfcompMixtureEncode").Device(DEVICE_CPU), MixtureEncodeOp);
+REGISTER_KERNEL_BUILDER(Name("TfcompMixtureDecode").Device(DEVICE_CPU), MixtureDecodeOp);
+
+}  // namespace
+}  // namespace tfcomp

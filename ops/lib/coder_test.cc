@@ -1,0 +1,124 @@
+// Unit tests of the plain C++ coders, built and run by tests/test_ops_lib.py:
+//   g++ -O2 -std=c++17 coder_test.cc table_coder.cc mixture_coder.cc && ./a.out
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "mixture_coder.h"
+#include "table_coder.h"
+
+namespace {
+
+int failures = 0;
+
+#define EXPECT(cond)                                              \
+  do {                                                            \
+    if (!(cond)) {                                                \
+      std::printf("%s:%d: expected %s\n", __FILE__, __LINE__, #cond); \
+      ++failures;                                                 \
+    }                                                             \
+  } while (0)
+
+void TestTableRoundTrip() {
+  std::mt19937 rng(1);
+  const int kTables = 5, kMax = 40, kPrecision = 14;
+  std::vector<float> pmf(kTables * (kMax - 1));
+  for (auto& v : pmf) v = std::uniform_real_distribution<float>(0, 1)(rng);
+  std::vector<int32_t> packed(kTables * kMax, 0), sizes(kTables), offsets(kTables);
+  for (int t = 0; t < kTables; ++t) {
+    sizes[t] = 2 + t * 9;
+    offsets[t] = -t * 3;
+    EXPECT(tfcomp::PmfToCdf(&pmf[t * (kMax - 1)], 1, sizes[t] - 1, kPrecision,
+                            &packed[t * kMax]).empty());
+  }
+  tfcomp::CdfTables tables{packed.data(), sizes.data(), offsets.data(), kTables, kMax,
+                           kPrecision};
+  for (int n : {0, 1, 2, 3, 1000, 100000}) {
+    std::vector<int32_t> values(n), indexes(n), decoded(n);
+    for (int i = 0; i < n; ++i) {
+      indexes[i] = rng() % kTables;
+      // Mostly in range, with escapes of every size including the int32 extremes.
+      const int r = rng() % 100;
+      values[i] = r < 90   ? offsets[indexes[i]] + static_cast<int>(rng() % (sizes[indexes[i]]))
+                  : r < 95 ? static_cast<int32_t>(rng())
+                  : r < 97 ? INT32_MIN
+                  : r < 99 ? INT32_MAX
+                           : -static_cast<int32_t>(rng() % 1000);
+    }
+    std::string out;
+    EXPECT(tfcomp::TableEncode(tables, values.data(), indexes.data(), n, &out).empty());
+    EXPECT(tfcomp::TableDecode(tables, out.data(), out.size(), indexes.data(), n,
+                               decoded.data()).empty());
+    EXPECT(values == decoded);
+    if (n > 0) {  // truncated and extended streams must be rejected, not misread
+      std::string cut = out.substr(0, out.size() - 2);
+      EXPECT(!tfcomp::TableDecode(tables, cut.data(), cut.size(), indexes.data(), n,
+                                  decoded.data()).empty());
+      std::string longer = out + "xy";
+      EXPECT(!tfcomp::TableDecode(tables, longer.data(), longer.size(), indexes.data(), n,
+                                  decoded.data()).empty());
+    }
+  }
+}
+
+void TestRandomBytesNeverCrash() {
+  std::mt19937 rng(2);
+  std::vector<int32_t> cdf = {0, 100, 30000, 65536}, sizes = {4}, offsets = {0};
+  tfcomp::CdfTables tables{cdf.data(), sizes.data(), offsets.data(), 1, 4, 16};
+  std::vector<int32_t> indexes(500, 0), out(500);
+  for (int trial = 0; trial < 2000; ++trial) {
+    std::string data(rng() % 64, '\0');
+    for (auto& ch : data) ch = static_cast<char>(rng());
+    tfcomp::TableDecode(tables, data.data(), data.size(), indexes.data(), 500, out.data());
+  }
+}
+
+void TestMixture() {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  for (int channels : {1, 3}) {
+    tfcomp::MixtureSpec spec;
+    spec.channels = channels;
+    spec.components = 4;
+    const int64_t n = 3000;
+    const int pairs = channels * (channels - 1) / 2;
+    std::vector<float> w(n * channels * 4), m(w.size()), s(w.size()), c(n * pairs * 4 + 1);
+    for (size_t i = 0; i < w.size(); ++i) {
+      w[i] = normal(rng);
+      m[i] = 0.5f * normal(rng);
+      s[i] = -3.0f + normal(rng);
+    }
+    for (auto& v : c) v = 0.5f * normal(rng);
+    tfcomp::MixtureParams params{w.data(), m.data(), s.data(), c.data()};
+    std::vector<int32_t> x(n * channels), y(x.size());
+    for (auto& v : x) v = rng() % 256;
+    std::string out;
+    EXPECT(tfcomp::MixtureEncode(spec, params, x.data(), n, &out).empty());
+    EXPECT(tfcomp::MixtureDecode(spec, params, out.data(), out.size(), n, y.data()).empty());
+    EXPECT(x == y);
+    // The code length matches the information content under the quantized CDFs.
+    double bits = 0;
+    std::vector<int32_t> cdf(257);
+    for (int64_t p = 0; p < n; ++p) {
+      for (int ch = 0; ch < channels; ++ch) {
+        EXPECT(tfcomp::MixtureCdf(spec, params, p, ch, &x[p * channels], cdf.data()).empty());
+        for (int k = 0; k < 256; ++k) EXPECT(cdf[k + 1] > cdf[k]);
+        const int v = x[p * channels + ch];
+        bits -= std::log2((cdf[v + 1] - cdf[v]) / 65536.0);
+      }
+    }
+    EXPECT(std::fabs(out.size() * 8 - bits) < 0.005 * bits + 64);
+  }
+}
+
+}  // namespace
+
+int main() {
+  TestTableRoundTrip();
+  TestRandomBytesNeverCrash();
+  TestMixture();
+  std::printf(failures ? "%d failed\n" : "all passed\n", failures);
+  return failures ? 1 : 0;
+}

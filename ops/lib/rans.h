@@ -1,0 +1,133 @@
+// Interleaved rANS entropy coder core: no TensorFlow types, unit-testable on its own.
+//
+// Two coder states ("lanes") are interleaved: symbol i of a stream uses lane i % 2, so the
+// decoder's two dependency chains overlap in the CPU. Each state lives in [2^16, 2^32) and
+// moves 16-bit words in and out; probabilities have at most 16 bits of precision, so a
+// single renormalisation step per symbol always suffices, on either side.
+//
+// rANS is last-in-first-out: the encoder must be fed the events of a stream in exactly the
+// reverse of the order in which the decoder will take them. Stream layout (little endian):
+//
+//   [state of lane 0: u32][state of lane 1: u32][16-bit words in decoding order]
+//
+// The encoder starts both lanes at kRansLow, so a decoder that consumed a valid stream ends
+// with both lanes at kRansLow and no words left; `RansDecoder::Finish` checks exactly that.
+#ifndef TFCOMP_OPS_LIB_RANS_H_
+#define TFCOMP_OPS_LIB_RANS_H_
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace tfcomp {
+
+constexpr int kRansLanes = 2;
+constexpr uint32_t kRansLow = 1u << 16;
+constexpr int kRansMaxPrecision = 16;
+
+class RansEncoder {
+ public:
+  RansEncoder() { Reset(); }
+
+  void Reset() {
+    for (auto& s : state_) s = kRansLow;
+    words_.clear();
+  }
+
+  // Pushes one event: a symbol occupying [start, start + freq) of [0, 2^precision).
+  // Requires 1 <= precision <= 16, freq >= 1 and start + freq <= 2^precision.
+  inline void Put(int lane, uint32_t start, uint32_t freq, int precision) {
+    uint32_t x = state_[lane];
+    const uint64_t x_max = static_cast<uint64_t>(freq) << (32 - precision);
+    if (x >= x_max) {
+      words_.push_back(static_cast<uint16_t>(x));
+      x >>= 16;
+    }
+    state_[lane] = ((x / freq) << precision) + (x % freq) + start;
+  }
+
+  // Appends the finished stream to `out` and resets the encoder.
+  void Finish(std::string* out) {
+    const size_t base = out->size();
+    out->resize(base + 4 * kRansLanes + 2 * words_.size());
+    char* p = &(*out)[base];
+    for (int l = 0; l < kRansLanes; ++l) {
+      for (int b = 0; b < 4; ++b) *p++ = static_cast<char>(state_[l] >> (8 * b));
+    }
+    // Words were produced in encoding order; the decoder takes them in reverse.
+    for (size_t i = words_.size(); i-- > 0;) {
+      *p++ = static_cast<char>(words_[i]);
+      *p++ = static_cast<char>(words_[i] >> 8);
+    }
+    Reset();
+  }
+
+  size_t pending_words() const { return words_.size(); }
+
+ private:
+  uint32_t state_[kRansLanes];
+  std::vector<uint16_t> words_;
+};
+
+class RansDecoder {
+ public:
+  // `data` must outlive the decoder. Returns false from `ok()` if the header is malformed.
+  RansDecoder(const char* data, size_t size) {
+    ok_ = size >= 4 * kRansLanes && (size - 4 * kRansLanes) % 2 == 0;
+    if (!ok_) return;
+    const auto* p = reinterpret_cast<const uint8_t*>(data);
+    for (int l = 0; l < kRansLanes; ++l) {
+      state_[l] = static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 |
+                  static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[3]) << 24;
+      p += 4;
+      ok_ = ok_ && state_[l] >= kRansLow;
+    }
+    pos_ = p;
+    end_ = reinterpret_cast<const uint8_t*>(data) + size;
+  }
+
+  bool ok() const { return ok_; }
+
+  // The slot in [0, 2^precision) that identifies the next symbol of `lane`.
+  inline uint32_t Peek(int lane, int precision) const {
+    return state_[lane] & ((1u << precision) - 1);
+  }
+
+  // Removes the symbol [start, start + freq) that `Peek` identified. Returns false when
+  // the stream ends early (a truncated or corrupted stream).
+  inline bool Advance(int lane, uint32_t start, uint32_t freq, int precision) {
+    uint32_t x = state_[lane];
+    x = freq * (x >> precision) + (x & ((1u << precision) - 1)) - start;
+    if (x < kRansLow) {
+      if (pos_ == end_) {
+        ok_ = false;
+        return false;
+      }
+      x = (x << 16) | static_cast<uint32_t>(pos_[0]) | static_cast<uint32_t>(pos_[1]) << 8;
+      pos_ += 2;
+    }
+    state_[lane] = x;
+    return true;
+  }
+
+  // True if the stream was consumed exactly: every lane back at its initial state and no
+  // words left over. Any other outcome means the stream does not match what was decoded.
+  bool Finish() const {
+    if (!ok_ || pos_ != end_) return false;
+    for (auto s : state_) {
+      if (s != kRansLow) return false;
+    }
+    return true;
+  }
+
+ private:
+  bool ok_ = false;
+  uint32_t state_[kRansLanes] = {};
+  const uint8_t* pos_ = nullptr;
+  const uint8_t* end_ = nullptr;
+};
+
+}  // namespace tfcomp
+
+#endif  // TFCOMP_OPS_LIB_RANS_H_

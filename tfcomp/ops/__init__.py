@@ -1,0 +1,104 @@
+"""tfcomp's entropy-coding ops: documented wrappers around the custom C++ kernels.
+
+All ops run eagerly and inside `tf.function` (and so in SavedModels), on the CPU. Decoders
+fail with `tf.errors.InvalidArgumentError` on corrupted, truncated or random input.
+
+Coders (interleaved rANS, 16-bit probabilities):
+  * `table_encode` / `table_decode`: int32 values, each with a CDF table chosen by an index,
+    with an escape so that every int32 is codable.
+  * `cdf_encode` / `cdf_decode`: each value with its own CDF row.
+  * `mixture_encode` / `mixture_decode`: subpixels under discretized logistic mixtures,
+    CDFs computed inside the kernel in fixed point.
+  * `pmf_to_cdf`: deterministic quantization of PMFs into CDF rows.
+"""
+import tensorflow as tf
+
+from tfcomp.ops._loader import OpsNotBuiltError, library_path, load
+
+__all__ = [
+    "OpsNotBuiltError", "library_path", "table_encode", "table_decode", "cdf_encode",
+    "cdf_decode", "pmf_to_cdf", "mixture_encode", "mixture_decode", "MIXTURE_PRECISION",
+]
+
+MIXTURE_PRECISION = 16
+
+
+def _i32(x):
+  return tf.convert_to_tensor(x, tf.int32)
+
+
+def _f32(x):
+  return tf.convert_to_tensor(x, tf.float32)
+
+
+def table_encode(values, indexes, cdf, cdf_size, offset, precision=16):
+  """Encodes int32 `values`, each with the CDF table `indexes` selects.
+
+  Args:
+    values: int32 tensor of any shape.
+    indexes: int32 tensor of the same shape; table of each value.
+    cdf: int32 [num_tables, max_size]; row t holds `cdf_size[t]` valid entries, 0 first and
+      2**precision last. The last symbol of each table is the escape.
+    cdf_size: int32 [num_tables].
+    offset: int32 [num_tables]; the value coded as symbol 0 of each table.
+    precision: bits of the CDFs, 1 to 16.
+
+  Returns:
+    A scalar string tensor.
+  """
+  return load().tfcomp_table_encode(_i32(values), _i32(indexes), _i32(cdf), _i32(cdf_size),
+                                    _i32(offset), precision=precision)
+
+
+def table_decode(encoded, indexes, cdf, cdf_size, offset, precision=16):
+  """Decodes `table_encode`'s output; returns int32 values shaped like `indexes`."""
+  return load().tfcomp_table_decode(encoded, _i32(indexes), _i32(cdf), _i32(cdf_size),
+                                    _i32(offset), precision=precision)
+
+
+def cdf_encode(values, cdf, precision=16):
+  """Encodes each of `values` with its own CDF row `cdf[..., :]` (shape values + [M])."""
+  return load().tfcomp_cdf_encode(_i32(values), _i32(cdf), precision=precision)
+
+
+def cdf_decode(encoded, cdf, precision=16):
+  """Decodes `cdf_encode`'s output; returns int32 values shaped like `cdf[..., 0]`."""
+  return load().tfcomp_cdf_decode(encoded, _i32(cdf), precision=precision)
+
+
+def pmf_to_cdf(pmf, precision=16):
+  """Quantizes PMFs [..., M] into CDF rows [..., M + 1], every symbol with frequency >= 1."""
+  return load().tfcomp_pmf_to_cdf(_f32(pmf), precision=precision)
+
+
+def mixture_encode(symbols, logit_weights, means, log_scales, coeffs, num_levels=256,
+                   x_min=-1.0, x_max=1.0):
+  """Encodes subpixels under discretized logistic mixtures (L3C, PixelCNN++).
+
+  Level k stands for the value `x_min + k * (x_max - x_min) / (num_levels - 1)`.
+
+  Args:
+    symbols: int32 [..., C], levels in [0, num_levels).
+    logit_weights: float32 [..., C, K] mixture logits.
+    means: float32 [..., C, K], in units of x.
+    log_scales: float32 [..., C, K], natural log of the logistic scales, in units of x.
+    coeffs: float32 [..., C*(C-1)/2, K]; channel c's means are shifted by
+      `sum_{j<c} coeffs[..., c*(c-1)/2 + j, :] * x_j` (for RGB: alpha, beta, gamma).
+    num_levels: number of levels, 2 to 4096.
+    x_min: value of level 0.
+    x_max: value of the last level.
+
+  Returns:
+    A scalar string tensor.
+  """
+  return load().tfcomp_mixture_encode(_i32(symbols), _f32(logit_weights), _f32(means),
+                                      _f32(log_scales), _f32(coeffs), num_levels=num_levels,
+                                      x_min=x_min, x_max=x_max)
+
+
+def mixture_decode(encoded, logit_weights, means, log_scales, coeffs, num_levels=256,
+                   x_min=-1.0, x_max=1.0):
+  """Decodes `mixture_encode`'s output; returns int32 [..., C]."""
+  return load().tfcomp_mixture_decode(encoded, _f32(logit_weights), _f32(means),
+                                      _f32(log_scales), _f32(coeffs), num_levels=num_levels,
+                                      x_min=x_min, x_max=x_max)
