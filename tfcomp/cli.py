@@ -1,0 +1,160 @@
+"""The `tfcomp` command.
+
+    tfcomp compress [--model NAME] INPUT OUTPUT
+    tfcomp decompress INPUT OUTPUT        (writes PNG)
+    tfcomp info FILE
+    tfcomp models
+
+Exit status 0 on success; otherwise non-zero with one line on stderr. Outputs are written
+atomically, so an error never leaves a partial file behind.
+"""
+import argparse
+import os
+import sys
+
+# TensorFlow's start-up messages would break the one-line-on-error promise.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+
+
+class UsageError(Exception):
+  pass
+
+
+class _Parser(argparse.ArgumentParser):
+
+  def error(self, message):
+    raise UsageError(f"{message} (see `tfcomp --help`)")
+
+
+def _parser():
+  p = _Parser(prog="tfcomp", description="Learned image compression with real bitstreams.")
+  sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+  c = sub.add_parser("compress", help="compress an image into a .tfc file")
+  c.add_argument("--model", default=None, help="zoo model (default: the default lossless "
+                 "model; see `tfcomp models`)")
+  c.add_argument("input")
+  c.add_argument("output")
+  d = sub.add_parser("decompress", help="decompress a .tfc file into a PNG")
+  d.add_argument("input")
+  d.add_argument("output")
+  i = sub.add_parser("info", help="describe a .tfc file")
+  i.add_argument("file")
+  sub.add_parser("models", help="list the zoo's models, one per line, name first")
+  return p
+
+
+def _describe(g):
+  kind = {1: "gray", 2: "gray+alpha", 3: "RGB", 4: "RGBA"}[g.channels]
+  return f"{g.width}x{g.height} {kind} {g.bit_depth}-bit"
+
+
+def _read_bytes(path):
+  try:
+    with open(path, "rb") as f:
+      return f.read()
+  except OSError as e:
+    raise OSError(f"{path}: cannot open: {e.strerror}") from None
+
+
+def cmd_compress(args, out):
+  from tfcomp import codecs, io, zoo  # pylint: disable=import-outside-toplevel
+  name = args.model or zoo.DEFAULT
+  zoo.get(name)  # unknown names fail before any image work
+  image = io.read_image(args.input)
+  data = codecs.compress(image, zoo.load(name))
+  io.write_atomic(args.output, data)
+  g = codecs.geometry_of(image)
+  out.write(f"{args.input}: {_describe(g)} -> {args.output}: {len(data)} bytes, "
+            f"{8 * len(data) / image.size:.4f} bits/subpixel ({name})\n")
+
+
+def cmd_decompress(args, out):
+  from tfcomp import codecs, io, zoo  # pylint: disable=import-outside-toplevel
+  image, parsed = codecs.decompress(_read_bytes(args.input), zoo.load)
+  io.write_atomic(args.output, io.encode_png(image))
+  out.write(f"{args.input} -> {args.output}: {_describe(parsed.geometry)} PNG "
+            f"({parsed.model})\n")
+
+
+def cmd_info(args, out):
+  from tfcomp import container, zoo  # pylint: disable=import-outside-toplevel
+  data = _read_bytes(args.file)
+  parsed = container.read(data)
+  g = parsed.geometry
+  subpixels = g.height * g.width * g.channels
+  try:
+    installed = zoo.load(parsed.model).weights_hash == parsed.weights_hash
+    status = "installed" if installed else "NOT installed (other weights)"
+  except KeyError:
+    status = "NOT installed (unknown model)"
+  out.write(f"file: {args.file}\n"
+            f"format version: {container.FORMAT_VERSION}\n"
+            f"model: {parsed.model} (weights {parsed.weights_hash.hex()}, {status})\n"
+            f"image: {_describe(g)}\n"
+            f"size: {len(data)} bytes, {8 * len(data) / subpixels:.4f} bits/subpixel\n")
+  for name, section in parsed.sections.items():
+    out.write(f"section {name}: {len(section)} bytes\n")
+
+
+def cmd_models(args, out):
+  del args
+  from tfcomp import zoo  # pylint: disable=import-outside-toplevel
+  for e in zoo.ENTRIES:
+    default = " [default]" if e.name == zoo.DEFAULT else ""
+    kind = "lossless" if e.lossless else "lossy"
+    out.write(f"{e.name}\t{e.family}\t{kind}{default}\t{e.description}\n")
+
+
+COMMANDS = {"compress": cmd_compress, "decompress": cmd_decompress, "info": cmd_info,
+            "models": cmd_models}
+
+
+def main(argv=None, out=None, err=None):
+  """Runs the command line `argv` (without the program name); returns the exit status."""
+  out = out or sys.stdout
+  err = err or sys.stderr
+  try:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+      raise UsageError("missing command: compress, decompress, info or models "
+                       "(see `tfcomp --help`)")
+  except UsageError as e:
+    err.write(f"tfcomp: error: {e}\n")
+    return EXIT_USAGE
+  except SystemExit as e:  # --help
+    return e.code or 0
+  from tfcomp import codecs, container, io  # pylint: disable=import-outside-toplevel
+  from tfcomp.ops import OpsNotBuiltError  # pylint: disable=import-outside-toplevel
+  expected = (io.ImageError, codecs.UnsupportedImageError, container.FormatError,
+              OpsNotBuiltError, OSError, KeyError)
+  try:
+    COMMANDS[args.command](args, out)
+  except expected as e:
+    message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    err.write(f"tfcomp: error: {message}\n")
+    return EXIT_ERROR
+  except MemoryError:
+    err.write("tfcomp: error: out of memory\n")
+    return EXIT_ERROR
+  except KeyboardInterrupt:
+    err.write("tfcomp: interrupted\n")
+    return 130
+  except Exception as e:  # pylint: disable=broad-except
+    # One line whatever happened; tracebacks are for developers (TFCOMP_DEBUG=1).
+    if os.environ.get("TFCOMP_DEBUG"):
+      raise
+    err.write(f"tfcomp: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n")
+    return EXIT_INTERNAL
+  return 0
+
+
+def run():
+  sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,127 @@
+"""The codec contract between model families, the file format and the command line.
+
+A `Codec` turns an image into named byte sections and back. `compress` / `decompress`
+wrap those sections in the container (tfcomp.container) with the model's name and weights
+hash, so a file always names the exact model that can read it.
+
+    image --Codec.compress--> sections --container.write--> bytes
+    bytes --container.read--> sections --Codec.decompress--> image
+"""
+import abc
+import re
+import zlib
+
+import numpy as np
+import tensorflow as tf
+
+from tfcomp import container
+
+# Lossless files carry a CRC-32 of the pixels, so that a decoder that does not reproduce the
+# encoder's probabilities exactly fails loudly instead of returning a wrong image.
+PIXEL_CRC_SECTION = "pixel_crc32"
+
+
+class UnsupportedImageError(ValueError):
+  """A codec cannot code this kind of image; the message says why and what to do."""
+
+
+class Codec(abc.ABC):
+  """Base class of every codec in the zoo.
+
+  Attributes:
+    name: zoo name written into files.
+    lossless: whether `decompress(compress(x))` equals x exactly.
+  """
+  name = None
+  lossless = True
+
+  @property
+  @abc.abstractmethod
+  def weights_hash(self):
+    """16 bytes identifying the exact weights and tables of this model."""
+
+  def check_image(self, image):
+    """Raises UnsupportedImageError if this codec cannot code `image`."""
+    del image
+
+  @abc.abstractmethod
+  def compress(self, image):
+    """Codes a uint8/uint16 [H, W, C] array; returns {section name: bytes}."""
+
+  @abc.abstractmethod
+  def decompress(self, sections, geometry):
+    """Inverse of `compress`, given the container's geometry."""
+
+
+def geometry_of(image):
+  image = np.asarray(image)
+  if image.ndim != 3 or image.dtype not in (np.uint8, np.uint16):
+    raise UnsupportedImageError(
+        f"expected a uint8/uint16 [H, W, C] array, got {image.dtype} {image.shape}")
+  g = container.Geometry(image.shape[0], image.shape[1], image.shape[2],
+                         image.dtype.itemsize * 8)
+  try:
+    g.validate()
+  except container.FormatError as e:
+    raise UnsupportedImageError(str(e)) from None
+  return g
+
+
+def op_error_message(error):
+  """The coder's own words from a TF op error, without TF's decorations."""
+  message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", error.message)
+  return re.sub(r"\s*\[Op:\w+\]\s*$", "", message).strip()
+
+
+def compress(image, codec):
+  """Codes `image` with `codec` into the bytes of a tfcomp file."""
+  image = np.ascontiguousarray(image)
+  geometry = geometry_of(image)
+  codec.check_image(image)
+  sections = dict(codec.compress(image))
+  if codec.lossless:
+    sections[PIXEL_CRC_SECTION] = zlib.crc32(image.tobytes()).to_bytes(4, "little")
+  return container.write(container.Container(codec.name, codec.weights_hash, geometry,
+                                             sections))
+
+
+def decompress(data, load_codec):
+  """Decodes the bytes of a tfcomp file; returns (image, container).
+
+  Args:
+    data: the file's bytes.
+    load_codec: function from a model name to its `Codec` (normally `tfcomp.zoo.load`); it
+      raises KeyError for an unknown name.
+
+  Raises:
+    container.FormatError: the file is damaged, or written by a model this installation
+      does not have.
+  """
+  parsed = container.read(data)
+  try:
+    codec = load_codec(parsed.model)
+  except KeyError:
+    raise container.FormatError(
+        f"file was written by model {parsed.model!r}, which this tfcomp does not have "
+        "(see `tfcomp models`)") from None
+  if codec.weights_hash != parsed.weights_hash:
+    raise container.FormatError(
+        f"file was written by another version of model {parsed.model!r} (weights "
+        f"{parsed.weights_hash.hex()}, installed {codec.weights_hash.hex()})")
+  sections = dict(parsed.sections)
+  crc = sections.pop(PIXEL_CRC_SECTION, None)
+  if codec.lossless and crc is None:
+    raise container.FormatError(f"lossless file lacks its {PIXEL_CRC_SECTION} section")
+  try:
+    image = codec.decompress(sections, parsed.geometry)
+  except tf.errors.InvalidArgumentError as e:
+    raise container.FormatError(f"corrupted payload: {op_error_message(e)}") from None
+  g = parsed.geometry
+  expected = (g.height, g.width, g.channels)
+  if image.shape != expected or image.dtype.itemsize * 8 != g.bit_depth:
+    raise container.FormatError(f"decoded image {image.dtype} {image.shape} does not match "
+                                f"the header's {g.bit_depth}-bit {expected}")
+  if crc is not None and zlib.crc32(np.ascontiguousarray(image).tobytes()) != \
+      int.from_bytes(crc, "little"):
+    raise container.FormatError("decoded pixels do not match the encoder's checksum")
+  return image, parsed

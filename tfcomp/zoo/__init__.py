@@ -1,0 +1,61 @@
+"""The model zoo: named, versioned codecs with the weights shipped inside the package.
+
+Names begin with their family (`l3c-...`, `hyperprior-...`, ...). A file records the name
+and the weights hash of the model that wrote it, so `load(name)` must keep returning the
+same weights for a name; new weights get a new name.
+"""
+import dataclasses
+import functools
+import os
+
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooEntry:
+  name: str
+  family: str
+  lossless: bool
+  description: str
+  load: object  # () -> tfcomp.codecs.Codec
+
+  def __post_init__(self):
+    if not self.name.startswith(self.family + "-"):
+      raise ValueError(f"zoo name {self.name!r} must begin with its family {self.family!r}")
+
+
+def _fixedpred(name):
+  from tfcomp.codecs import fixedpred  # pylint: disable=import-outside-toplevel
+  return fixedpred.FixedPredCodec(name, os.path.join(WEIGHTS_DIR, f"{name}.npz"))
+
+
+ENTRIES = (
+    ZooEntry("fixedpred-v1", "fixedpred", True,
+             "non-learned baseline: gradient predictor, block-adaptive Laplacian tables; "
+             "8/16-bit gray, gray+alpha, RGB, RGBA",
+             functools.partial(_fixedpred, "fixedpred-v1")),
+)
+_BY_NAME = {e.name: e for e in ENTRIES}
+
+DEFAULT_LOSSLESS = "fixedpred-v1"
+DEFAULT = DEFAULT_LOSSLESS
+
+
+def names():
+  return [e.name for e in ENTRIES]
+
+
+def get(name):
+  """The ZooEntry called `name`; KeyError naming the known models otherwise."""
+  try:
+    return _BY_NAME[name]
+  except KeyError:
+    raise KeyError(f"unknown model {name!r}; known models: {', '.join(names())}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def load(name):
+  """The Codec of zoo model `name` (loaded once per process)."""
+  codec = get(name).load()
+  codec.name = name
+  return codec
