@@ -9,6 +9,7 @@ Exit status 0 on success; otherwise non-zero with one line on stderr. Outputs ar
 atomically, so an error never leaves a partial file behind.
 """
 import argparse
+import logging
 import os
 import sys
 
@@ -127,6 +128,9 @@ def main(argv=None, out=None, err=None):
     return EXIT_USAGE
   except SystemExit as e:  # --help
     return e.code or 0
+  # Libraries' own warnings (imagecodecs, absl) would add lines to stderr.
+  for name in ("imagecodecs", "absl", "tensorflow"):
+    logging.getLogger(name).setLevel(logging.CRITICAL)
   from tfcomp import codecs, container, io  # pylint: disable=import-outside-toplevel
   from tfcomp.ops import OpsNotBuiltError  # pylint: disable=import-outside-toplevel
   expected = (io.ImageError, codecs.UnsupportedImageError, container.FormatError,

@@ -1,14 +1,15 @@
 // Interleaved rANS entropy coder core: no TensorFlow types, unit-testable on its own.
 //
 // Two coder states ("lanes") are interleaved: symbol i of a stream uses lane i % 2, so the
-// decoder's two dependency chains overlap in the CPU. Each state lives in [2^16, 2^32) and
-// moves 16-bit words in and out; probabilities have at most 16 bits of precision, so a
-// single renormalisation step per symbol always suffices, on either side.
+// decoder's two dependency chains overlap in the CPU. Each state lives in [2^31, 2^63) and
+// moves 32-bit words in and out; probabilities have at most 16 bits of precision, so a
+// single renormalisation step per symbol always suffices, on either side, and the state
+// stays far above the precision (which keeps the coding overhead negligible).
 //
 // rANS is last-in-first-out: the encoder must be fed the events of a stream in exactly the
 // reverse of the order in which the decoder will take them. Stream layout (little endian):
 //
-//   [state of lane 0: u32][state of lane 1: u32][16-bit words in decoding order]
+//   [state of lane 0: u64][state of lane 1: u64][32-bit words in decoding order]
 //
 // The encoder starts both lanes at kRansLow, so a decoder that consumed a valid stream ends
 // with both lanes at kRansLow and no words left; `RansDecoder::Finish` checks exactly that.
@@ -20,10 +21,12 @@
 #include <string>
 #include <vector>
 
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the stream reader assumes little endian");
+
 namespace tfcomp {
 
 constexpr int kRansLanes = 2;
-constexpr uint32_t kRansLow = 1u << 16;
+constexpr uint64_t kRansLow = uint64_t{1} << 31;
 constexpr int kRansMaxPrecision = 16;
 
 class RansEncoder {
@@ -38,11 +41,11 @@ class RansEncoder {
   // Pushes one event: a symbol occupying [start, start + freq) of [0, 2^precision).
   // Requires 1 <= precision <= 16, freq >= 1 and start + freq <= 2^precision.
   inline void Put(int lane, uint32_t start, uint32_t freq, int precision) {
-    uint32_t x = state_[lane];
-    const uint64_t x_max = static_cast<uint64_t>(freq) << (32 - precision);
+    uint64_t x = state_[lane];
+    const uint64_t x_max = static_cast<uint64_t>(freq) << (63 - precision);
     if (x >= x_max) {
-      words_.push_back(static_cast<uint16_t>(x));
-      x >>= 16;
+      words_.push_back(static_cast<uint32_t>(x));
+      x >>= 32;
     }
     state_[lane] = ((x / freq) << precision) + (x % freq) + start;
   }
@@ -50,15 +53,14 @@ class RansEncoder {
   // Appends the finished stream to `out` and resets the encoder.
   void Finish(std::string* out) {
     const size_t base = out->size();
-    out->resize(base + 4 * kRansLanes + 2 * words_.size());
+    out->resize(base + 8 * kRansLanes + 4 * words_.size());
     char* p = &(*out)[base];
     for (int l = 0; l < kRansLanes; ++l) {
-      for (int b = 0; b < 4; ++b) *p++ = static_cast<char>(state_[l] >> (8 * b));
+      for (int b = 0; b < 8; ++b) *p++ = static_cast<char>(state_[l] >> (8 * b));
     }
     // Words were produced in encoding order; the decoder takes them in reverse.
     for (size_t i = words_.size(); i-- > 0;) {
-      *p++ = static_cast<char>(words_[i]);
-      *p++ = static_cast<char>(words_[i] >> 8);
+      for (int b = 0; b < 4; ++b) *p++ = static_cast<char>(words_[i] >> (8 * b));
     }
     Reset();
   }
@@ -66,22 +68,23 @@ class RansEncoder {
   size_t pending_words() const { return words_.size(); }
 
  private:
-  uint32_t state_[kRansLanes];
-  std::vector<uint16_t> words_;
+  uint64_t state_[kRansLanes];
+  std::vector<uint32_t> words_;
 };
 
 class RansDecoder {
  public:
   // `data` must outlive the decoder. Returns false from `ok()` if the header is malformed.
   RansDecoder(const char* data, size_t size) {
-    ok_ = size >= 4 * kRansLanes && (size - 4 * kRansLanes) % 2 == 0;
+    ok_ = size >= 8 * kRansLanes && (size - 8 * kRansLanes) % 4 == 0;
     if (!ok_) return;
     const auto* p = reinterpret_cast<const uint8_t*>(data);
     for (int l = 0; l < kRansLanes; ++l) {
-      state_[l] = static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 |
-                  static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[3]) << 24;
-      p += 4;
-      ok_ = ok_ && state_[l] >= kRansLow;
+      uint64_t x = 0;
+      for (int b = 0; b < 8; ++b) x |= static_cast<uint64_t>(p[b]) << (8 * b);
+      p += 8;
+      state_[l] = x;
+      ok_ = ok_ && x >= kRansLow && x < (kRansLow << 32);
     }
     pos_ = p;
     end_ = reinterpret_cast<const uint8_t*>(data) + size;
@@ -91,21 +94,23 @@ class RansDecoder {
 
   // The slot in [0, 2^precision) that identifies the next symbol of `lane`.
   inline uint32_t Peek(int lane, int precision) const {
-    return state_[lane] & ((1u << precision) - 1);
+    return static_cast<uint32_t>(state_[lane]) & ((1u << precision) - 1);
   }
 
   // Removes the symbol [start, start + freq) that `Peek` identified. Returns false when
   // the stream ends early (a truncated or corrupted stream).
   inline bool Advance(int lane, uint32_t start, uint32_t freq, int precision) {
-    uint32_t x = state_[lane];
-    x = freq * (x >> precision) + (x & ((1u << precision) - 1)) - start;
+    uint64_t x = state_[lane];
+    x = freq * (x >> precision) + (x & ((uint64_t{1} << precision) - 1)) - start;
     if (x < kRansLow) {
       if (pos_ == end_) {
         ok_ = false;
         return false;
       }
-      x = (x << 16) | static_cast<uint32_t>(pos_[0]) | static_cast<uint32_t>(pos_[1]) << 8;
-      pos_ += 2;
+      uint32_t word;
+      std::memcpy(&word, pos_, 4);  // little-endian hosts only (x86-64, aarch64)
+      x = (x << 32) | word;
+      pos_ += 4;
     }
     state_[lane] = x;
     return true;
@@ -123,7 +128,7 @@ class RansDecoder {
 
  private:
   bool ok_ = false;
-  uint32_t state_[kRansLanes] = {};
+  uint64_t state_[kRansLanes] = {};
   const uint8_t* pos_ = nullptr;
   const uint8_t* end_ = nullptr;
 };

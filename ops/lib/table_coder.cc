@@ -35,6 +35,43 @@ inline int64_t Search(const int32_t* row, int64_t size, uint32_t slot) {
   return std::upper_bound(row + 1, row + size, static_cast<int32_t>(slot)) - (row + 1);
 }
 
+// Maps each table's slots, in 2^kBucketBits buckets, to the symbol holding the bucket's first
+// slot, so that decoding a symbol is a lookup plus a short forward scan instead of a binary
+// search. Built only when there are enough symbols to pay for it.
+constexpr int kBucketBits = 10;
+
+class SymbolIndex {
+ public:
+  SymbolIndex(const CdfTables& t, int64_t num_symbols)
+      : tables_(t), bits_(std::min(kBucketBits, t.precision)), shift_(t.precision - bits_) {
+    const int64_t buckets = int64_t{1} << bits_;
+    if (t.num_tables * buckets > 4 * std::max<int64_t>(num_symbols, 1 << 14)) return;
+    first_.resize(t.num_tables * buckets);
+    for (int64_t i = 0; i < t.num_tables; ++i) {
+      const int32_t* row = t.cdf + i * t.max_size;
+      int32_t s = 0;
+      for (int64_t b = 0; b < buckets; ++b) {
+        while (row[s + 1] <= (b << shift_)) ++s;
+        first_[i * buckets + b] = s;
+      }
+    }
+  }
+
+  // The symbol s of table `index` with row[s] <= slot < row[s + 1].
+  inline int64_t Find(int32_t index, uint32_t slot) const {
+    const int32_t* row = tables_.cdf + index * tables_.max_size;
+    if (first_.empty()) return Search(row, tables_.sizes[index], slot);
+    int64_t s = first_[(static_cast<int64_t>(index) << bits_) + (slot >> shift_)];
+    while (row[s + 1] <= static_cast<int32_t>(slot)) ++s;
+    return s;
+  }
+
+ private:
+  const CdfTables& tables_;
+  const int bits_, shift_;
+  std::vector<int32_t> first_;
+};
+
 int BitLength(uint64_t w) {
   int n = 0;
   while (w) {
@@ -119,6 +156,7 @@ std::string TableDecode(const CdfTables& t, const char* data, size_t size,
   RansDecoder dec(data, size);
   if (!dec.ok()) return "corrupted or truncated stream: bad header";
   const int p = t.precision;
+  const SymbolIndex symbol_index(t, n);
   for (int64_t i = 0; i < n; ++i) {
     const int lane = static_cast<int>(i & 1);
     const int32_t index = indexes[i];
@@ -128,8 +166,7 @@ std::string TableDecode(const CdfTables& t, const char* data, size_t size,
     }
     const int32_t* row = t.cdf + index * t.max_size;
     const int64_t escape = t.sizes[index] - 2;
-    const uint32_t slot = dec.Peek(lane, p);
-    const int64_t s = Search(row, t.sizes[index], slot);
+    const int64_t s = symbol_index.Find(index, dec.Peek(lane, p));
     if (!dec.Advance(lane, row[s], row[s + 1] - row[s], p)) {
       return "corrupted or truncated stream: it ended after " + Str(i) + " of " + Str(n) +
              " symbols";

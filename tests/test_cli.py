@@ -1,0 +1,155 @@
+"""The `tfcomp` command as a user runs it: exact round trips, clear errors, no partial files."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import run_cli
+from tfcomp import io, testing, zoo
+
+
+def save(path, array, mode=None):
+  if array.dtype == np.uint16 or array.shape[-1] == 2:
+    with open(path, "wb") as f:
+      f.write(io.encode_png(array))
+  else:
+    Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array, mode).save(path)
+  return path
+
+
+def round_trip(tmp_path, image, model=None, suffix="in.png"):
+  src = save(tmp_path / suffix, image)
+  coded, out = tmp_path / "x.tfc", tmp_path / "out.png"
+  model_args = ["--model", model] if model else []
+  status, stdout, stderr = run_cli("compress", *model_args, src, coded)
+  assert (status, stderr) == (0, ""), stderr
+  assert "bits/subpixel" in stdout
+  status, _, stderr = run_cli("decompress", coded, out)
+  assert (status, stderr) == (0, ""), stderr
+  decoded = io.read_image(out)
+  np.testing.assert_array_equal(decoded, io.read_image(src))
+  assert decoded.dtype == image.dtype
+  return coded
+
+
+@pytest.mark.parametrize("height,width", [(1, 1), (7, 513), (37, 23), (2, 1), (1, 300)])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_round_trip_is_exact_for_any_size(tmp_path, height, width, channels):
+  round_trip(tmp_path, testing.smooth_image(height, width, channels, seed=height * width))
+
+
+def test_round_trip_large_image(tmp_path):
+  coded = round_trip(tmp_path, testing.smooth_image(2000, 3000, 3, seed=1))
+  assert os.path.getsize(coded) < 2000 * 3000 * 3  # it compresses
+
+
+@pytest.mark.parametrize("channels,dtype", [(4, np.uint8), (2, np.uint8), (1, np.uint16),
+                                            (3, np.uint16), (4, np.uint16)])
+def test_alpha_and_16_bit_are_coded_exactly(tmp_path, channels, dtype):
+  image = testing.smooth_image(33, 45, channels, dtype, seed=channels)
+  image[..., -1] = np.random.default_rng(0).integers(0, np.iinfo(dtype).max, (33, 45))
+  round_trip(tmp_path, image)
+
+
+def test_other_input_formats(tmp_path):
+  image = testing.smooth_image(20, 30, 3, seed=2)
+  for name in ("in.bmp", "in.ppm", "in.tif", "in.webp"):
+    path = tmp_path / name
+    Image.fromarray(image).save(path, **({"lossless": True} if name.endswith("webp") else {}))
+    coded, out = tmp_path / "x.tfc", tmp_path / "out.png"
+    assert run_cli("compress", path, coded)[0] == 0
+    assert run_cli("decompress", coded, out)[0] == 0
+    np.testing.assert_array_equal(io.read_image(out), image)
+  palette = Image.fromarray(image).quantize(16)
+  palette.save(tmp_path / "p.png")
+  assert run_cli("compress", tmp_path / "p.png", tmp_path / "p.tfc")[0] == 0
+  assert run_cli("decompress", tmp_path / "p.tfc", tmp_path / "p_out.png")[0] == 0
+  np.testing.assert_array_equal(io.read_image(tmp_path / "p_out.png"),
+                                np.asarray(palette.convert("RGB")))
+
+
+def test_models_lists_names_first_with_family_prefix():
+  status, stdout, _ = run_cli("models")
+  assert status == 0
+  lines = stdout.strip().splitlines()
+  assert [line.split("\t")[0] for line in lines] == zoo.names()
+  for e in zoo.ENTRIES:
+    assert e.name.startswith(e.family + "-")
+  assert zoo.DEFAULT in zoo.names()
+
+
+def test_info_describes_the_file(tmp_path):
+  coded = round_trip(tmp_path, testing.smooth_image(10, 12, 3))
+  status, stdout, _ = run_cli("info", coded)
+  assert status == 0
+  assert f"model: {zoo.DEFAULT}" in stdout and "image: 12x10 RGB 8-bit" in stdout
+  assert f"size: {os.path.getsize(coded)} bytes" in stdout
+
+
+def _check_error(tmp_path, argv, message, output=None):
+  before = set(os.listdir(tmp_path))
+  status, stdout, stderr = run_cli(*argv)
+  assert status != 0
+  assert stdout == ""
+  assert stderr.count("\n") == 1 and stderr.startswith("tfcomp: error: "), stderr
+  assert message in stderr, stderr
+  assert set(os.listdir(tmp_path)) == before  # nothing written, no temporary left
+  if output:
+    assert not os.path.exists(output)
+
+
+def test_bad_inputs_give_one_clear_line_and_no_output(tmp_path):
+  coded = round_trip(tmp_path, testing.smooth_image(16, 16, 3))
+  data = coded.read_bytes()
+  out = tmp_path / "never.png"
+  (tmp_path / "trunc.tfc").write_bytes(data[:len(data) // 2])
+  (tmp_path / "random.tfc").write_bytes(np.random.default_rng(0).bytes(3000))
+  (tmp_path / "empty.tfc").write_bytes(b"")
+  (tmp_path / "notimage.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 10)
+  flipped = bytearray(data)
+  flipped[-10] ^= 4
+  (tmp_path / "flipped.tfc").write_bytes(bytes(flipped))
+  _check_error(tmp_path, ["decompress", tmp_path / "trunc.tfc", out], "truncated", out)
+  _check_error(tmp_path, ["decompress", tmp_path / "random.tfc", out], "not a tfcomp file", out)
+  _check_error(tmp_path, ["decompress", tmp_path / "empty.tfc", out], "not a tfcomp file", out)
+  _check_error(tmp_path, ["decompress", tmp_path / "flipped.tfc", out], "checksum", out)
+  _check_error(tmp_path, ["decompress", tmp_path / "missing.tfc", out], "cannot open", out)
+  _check_error(tmp_path, ["compress", tmp_path / "notimage.png", out], "cannot decode", out)
+  _check_error(tmp_path, ["compress", tmp_path / "random.tfc", out], "cannot read image", out)
+  _check_error(tmp_path, ["compress", "--model", "nope-1", coded, out], "unknown model", out)
+  _check_error(tmp_path, ["compress", coded], "required", None)
+  _check_error(tmp_path, ["frobnicate"], "invalid choice", None)
+  _check_error(tmp_path, [], "missing command", None)
+  _check_error(tmp_path, ["compress", tmp_path / "in.png", tmp_path / "no/such/dir.tfc"],
+               "No such file", None)
+
+
+def test_file_from_another_model_version_is_refused(tmp_path):
+  from tfcomp import container  # pylint: disable=import-outside-toplevel
+  coded = round_trip(tmp_path, testing.smooth_image(8, 8, 3))
+  parsed = container.read(coded.read_bytes())
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  for change, message in ((dict(weights_hash=b"\x00" * 16), "another version"),
+                          (dict(model="l3c-future"), "does not have")):
+    (tmp_path / "other.tfc").write_bytes(container.write(dataclasses.replace(parsed, **change)))
+    _check_error(tmp_path, ["decompress", tmp_path / "other.tfc", tmp_path / "o.png"], message)
+
+
+def test_console_script_in_a_subprocess(tmp_path):
+  src = save(tmp_path / "a.png", testing.smooth_image(9, 11, 3))
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0")  # the CLI must silence TF itself
+  env.pop("TF_CPP_MIN_LOG_LEVEL")
+  cmd = [sys.executable, "-m", "tfcomp.cli"]
+  ok = subprocess.run(cmd + ["compress", src, tmp_path / "a.tfc"], capture_output=True,
+                      text=True, env=env)
+  assert ok.returncode == 0 and ok.stderr == "", ok.stderr
+  bad = subprocess.run(cmd + ["decompress", src, tmp_path / "b.png"], capture_output=True,
+                       text=True, env=env)
+  assert bad.returncode == 1 and bad.stderr.count("\n") == 1, bad.stderr
+  (tmp_path / "junk.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 10)
+  bad = subprocess.run(cmd + ["compress", tmp_path / "junk.png", tmp_path / "j.tfc"],
+                       capture_output=True, text=True, env=env)
+  assert bad.returncode == 1 and bad.stderr.count("\n") == 1, bad.stderr
