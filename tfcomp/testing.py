@@ -54,6 +54,27 @@ def random_mixture_params(rng, shape, channels, components, spread=1.0):
   return logits, means, log_scales, coeffs
 
 
+def sample_mixture(rng, logit_weights, means, log_scales, coeffs, num_levels=256, x_min=-1.0,
+                   x_max=1.0):
+  """Levels [..., C] drawn from the discretized logistic mixtures the mixture coder codes."""
+  shape, channels = logit_weights.shape[:-2], logit_weights.shape[-2]
+  bin_width = (x_max - x_min) / (num_levels - 1)
+  levels = np.zeros(shape + (channels,), np.int32)
+  for c in range(channels):
+    w = np.exp(logit_weights[..., c, :] - logit_weights[..., c, :].max(-1, keepdims=True))
+    cum = np.cumsum(w / w.sum(-1, keepdims=True), -1)
+    k = (rng.random(shape + (1,)) > cum).sum(-1).clip(0, w.shape[-1] - 1)[..., None]
+    mu = np.take_along_axis(means[..., c, :], k, -1)[..., 0].astype(np.float64)
+    for j in range(c):
+      alpha = np.take_along_axis(coeffs[..., c * (c - 1) // 2 + j, :], k, -1)[..., 0]
+      mu += alpha * (x_min + levels[..., j] * bin_width)
+    scale = np.exp(np.take_along_axis(log_scales[..., c, :], k, -1)[..., 0])
+    u = rng.uniform(1e-7, 1 - 1e-7, shape)
+    value = mu + scale * np.log(u / (1 - u))
+    levels[..., c] = np.clip(np.rint((value - x_min) / bin_width), 0, num_levels - 1)
+  return levels
+
+
 # Errors a decoder may raise on bad input. Anything else (or a dead process) is a bug.
 DECODE_ERRORS = (tf.errors.InvalidArgumentError, container.FormatError)
 
