@@ -1,13 +1,22 @@
 #include "mixture_coder.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <iterator>
 #include <vector>
 
 #include "fixed_point_tables.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include "rans.h"
+
+// The coding loops are compiled twice, for baseline x86-64 and for AVX2 (chosen at run
+// time), from one source: everything they call is forced inline so that it is vectorized
+// for the target at hand. Both compute the same integers.
+#define TFCOMP_INLINE inline __attribute__((always_inline))
 
 namespace tfcomp {
 namespace {
@@ -26,7 +35,7 @@ constexpr int32_t kMinWeight = 64;      // components under 2^-10 of the mass ar
 // Rounds to the nearest integer (ties to even) for |x| < 2^51, exactly and without a libm
 // call: adding 1.5 * 2^52 leaves round(x) in the low bits of the double's mantissa. Every
 // argument is clamped to a far smaller range first.
-inline int64_t RoundToInt(double x) {
+TFCOMP_INLINE int64_t RoundToInt(double x) {
   constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
   const double y = x + kMagic;
   int64_t bits, magic_bits;
@@ -38,7 +47,7 @@ inline int64_t RoundToInt(double x) {
 inline double Clamp(double x, double lo, double hi) { return std::min(std::max(x, lo), hi); }
 
 // sigmoid(t / 4096) * 2^24, by linear interpolation in the table.
-inline int64_t Sigmoid(int64_t t) {
+TFCOMP_INLINE int64_t Sigmoid(int64_t t) {
   constexpr int64_t kLow = int64_t{tables::kSigmoidRange} << kArgFracBits;
   constexpr int kShift = kArgFracBits - tables::kSigmoidStepsLog2;
   const int64_t idx = std::clamp<int64_t>(t + kLow, 0, 2 * kLow);
@@ -46,18 +55,9 @@ inline int64_t Sigmoid(int64_t t) {
   return kSigmoid[i] + (((kSigmoid[i + 1] - kSigmoid[i]) * f) >> kShift);
 }
 
-// One mixture component of one subpixel, in integers, before the channel-autoregressive
-// shift (which needs the levels of the pixel's earlier channels).
-struct Component {
-  int64_t weight;     // normalised: the weights of a subpixel sum to exactly 2^16
-  int64_t mean;       // level of the mean in 1/256, plus the shift's constant part
-  int64_t inv_scale;  // 1 / scale in levels^-1, in 1/65536
-  int32_t coeff[kMixtureMaxChannels - 1];  // in 1/4096, for the earlier channels
-};
-
 // float32 counterparts, for the bulk conversions that the compiler vectorizes: exact
 // IEEE single-precision arithmetic, so just as deterministic. Valid for |x| < 2^22.
-inline int32_t RoundToInt(float x) {
+TFCOMP_INLINE int32_t RoundToInt(float x) {
   constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
   const float y = x + kMagic;
   int32_t bits, magic_bits;
@@ -66,10 +66,10 @@ inline int32_t RoundToInt(float x) {
   return bits - magic_bits;
 }
 
-inline float Clamp(float x, float lo, float hi) { return std::min(std::max(x, lo), hi); }
+TFCOMP_INLINE float Clamp(float x, float lo, float hi) { return std::min(std::max(x, lo), hi); }
 
 // True if no value is NaN or infinite (exponent bits all ones), in a vectorizable loop.
-inline bool AllFinite(const float* __restrict x, int64_t n) {
+TFCOMP_INLINE bool AllFinite(const float* __restrict x, int64_t n) {
   uint32_t bad = 0;
   for (int64_t i = 0; i < n; ++i) {
     uint32_t bits;
@@ -79,8 +79,72 @@ inline bool AllFinite(const float* __restrict x, int64_t n) {
   return bad == 0;
 }
 
+constexpr int kArgShift = kMeanFracBits + kInvScaleBits - kArgFracBits;
+constexpr int64_t kSigmoidLow = int64_t{tables::kSigmoidRange} << kArgFracBits;
+
+// sum_i weight[i] * sigmoid((edge - m[i]) * inv[i]) over n (a multiple of 4) components,
+// edge and m in 1/256 level: the mixture CDF at one level edge, in 1/2^40.
+TFCOMP_INLINE uint64_t SumSigmoidsScalar(int32_t edge, const int32_t* m, const int32_t* inv,
+                           const int32_t* weight, int n) {
+  uint64_t g = 0;
+  for (int i = 0; i < n; ++i) {
+    const int64_t t = (static_cast<int64_t>(edge - m[i]) * inv[i]) >> kArgShift;
+    g += static_cast<uint64_t>(weight[i]) * Sigmoid(t);
+  }
+  return g;
+}
+
+#if defined(__x86_64__)
+// The same arithmetic, four components at a time. Every step is exact integer arithmetic
+// equal to the scalar code's (a clamp before the shift equals a clamp after it, since the
+// offset is a multiple of 2^kArgShift), so both give identical results.
+__attribute__((target("avx2"))) uint64_t SumSigmoidsAvx2(int32_t edge, const int32_t* m,
+                                                         const int32_t* inv,
+                                                         const int32_t* weight, int n) {
+  const __m256i edge4 = _mm256_set1_epi64x(edge);
+  const __m256i offset = _mm256_set1_epi64x(kSigmoidLow << kArgShift);
+  const __m256i top = _mm256_set1_epi64x((2 * kSigmoidLow) << kArgShift);
+  const __m256i frac_mask = _mm256_set1_epi64x((1 << (kArgFracBits - tables::kSigmoidStepsLog2)) - 1);
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i acc = zero;
+  for (int i = 0; i < n; i += 4) {
+    const __m256i mm = _mm256_cvtepi32_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(m + i)));
+    const __m256i iv = _mm256_cvtepi32_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(inv + i)));
+    const __m256i ww = _mm256_cvtepi32_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(weight + i)));
+    __m256i x = _mm256_add_epi64(_mm256_mul_epi32(_mm256_sub_epi64(edge4, mm), iv), offset);
+    x = _mm256_blendv_epi8(x, zero, _mm256_cmpgt_epi64(zero, x));
+    x = _mm256_blendv_epi8(x, top, _mm256_cmpgt_epi64(x, top));
+    const __m256i idx = _mm256_srli_epi64(x, kArgShift);
+    const __m256i cell = _mm256_srli_epi64(idx, kArgFracBits - tables::kSigmoidStepsLog2);
+    const __m256i frac = _mm256_and_si256(idx, frac_mask);
+    const __m256i a = _mm256_cvtepi32_epi64(_mm256_i64gather_epi32(kSigmoid, cell, 4));
+    const __m256i b = _mm256_cvtepi32_epi64(_mm256_i64gather_epi32(kSigmoid + 1, cell, 4));
+    const __m256i sigmoid = _mm256_add_epi64(
+        a, _mm256_srli_epi64(_mm256_mul_epu32(_mm256_sub_epi64(b, a), frac),
+                             kArgFracBits - tables::kSigmoidStepsLog2));
+    acc = _mm256_add_epi64(acc, _mm256_mul_epu32(ww, sigmoid));
+  }
+  alignas(32) uint64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+
+bool CpuHasAvx2() { return __builtin_cpu_supports("avx2"); }
+#define TFCOMP_AVX2 __attribute__((target("avx2")))
+#else
+inline uint64_t SumSigmoidsAvx2(int32_t edge, const int32_t* m, const int32_t* inv,
+                         const int32_t* weight, int n) {
+  return SumSigmoidsScalar(edge, m, inv, weight, n);
+}
+bool CpuHasAvx2() { return false; }
+#define TFCOMP_AVX2
+#endif
+
+std::atomic<bool> use_simd{CpuHasAvx2()};
+
 // Integer parameters of a chunk of pixels: everything about their distributions that does
-// not depend on the symbols, converted once per chunk in vectorizable passes.
+// not depend on the symbols, converted once per chunk. Components are padded to a multiple
+// of 4 (with weight 0) for the vector code.
 class ChunkParams {
  public:
   static constexpr int64_t kPixels = 256;
@@ -88,26 +152,30 @@ class ChunkParams {
   explicit ChunkParams(const MixtureSpec& spec)
       : spec_(spec),
         pairs_(spec.channels * (spec.channels - 1) / 2),
+        padded_((spec.components + 3) & ~3),
         inv_bin_(static_cast<float>((spec.num_levels - 1) / (spec.x_max - spec.x_min))),
         x_min_(static_cast<float>(spec.x_min)),
         x_min_levels_(x_min_ * inv_bin_),
         logit_q_(kPixels * spec.channels * spec.components),
         scale_index_(logit_q_.size()),
         level_(logit_q_.size()),
-        coeff_q_(kPixels * pairs_ * spec.components),
-        comps_(logit_q_.size()),
-        counts_(kPixels * spec.channels) {
+        coeff_raw_(kPixels * pairs_ * spec.components),
+        weight_(kPixels * spec.channels * padded_),
+        mean_(weight_.size()),
+        inv_scale_(weight_.size()),
+        coeff_(kPixels * pairs_ * padded_),
+        heaviest_(kPixels * spec.channels) {
     // Inverse scales in levels^-1 for every snapped log-scale, for this level grid.
     const double bin = (spec.x_max - spec.x_min) / (spec.num_levels - 1);
-    for (size_t i = 0; i < std::size(inv_scale_); ++i) {
-      inv_scale_[i] = RoundToInt(std::min(tables::kInvScale[i] * bin, kMaxInvScale) *
-                                 (1 << kInvScaleBits));
+    for (size_t i = 0; i < std::size(inv_scale_table_); ++i) {
+      inv_scale_table_[i] = static_cast<int32_t>(RoundToInt(
+          std::min(tables::kInvScale[i] * bin, kMaxInvScale) * (1 << kInvScaleBits)));
     }
   }
 
   // Converts pixels [first, first + count); false if a parameter is not finite.
-  bool Load(const MixtureParams& params, int64_t first, int64_t count) {
-    const int K = spec_.components, C = spec_.channels;
+  TFCOMP_INLINE bool Load(const MixtureParams& params, int64_t first, int64_t count) {
+    const int K = spec_.components, C = spec_.channels, KP = padded_;
     const int64_t n = count * C * K, nc = count * pairs_ * K;
     const float* logits = params.logit_weights + first * C * K;
     const float* means = params.means + first * C * K;
@@ -123,7 +191,7 @@ class ChunkParams {
     int32_t* __restrict logit_q = logit_q_.data();
     int32_t* __restrict scale_index = scale_index_.data();
     float* __restrict level = level_.data();
-    int32_t* __restrict coeff_q = coeff_q_.data();
+    int32_t* __restrict coeff_raw = coeff_raw_.data();
     for (int64_t i = 0; i < n; ++i) {
       logit_q[i] = RoundToInt(Clamp(logits[i], -kMaxLogit, kMaxLogit) * kLogitSteps);
     }
@@ -132,129 +200,131 @@ class ChunkParams {
     }
     for (int64_t i = 0; i < n; ++i) level[i] = (means[i] - x_min_) * inv_bin_;
     for (int64_t i = 0; i < nc; ++i) {
-      coeff_q[i] = RoundToInt(Clamp(coeffs[i], -kMaxCoeff, kMaxCoeff) * (1 << kCoeffFracBits));
+      coeff_raw[i] = RoundToInt(Clamp(coeffs[i], -kMaxCoeff, kMaxCoeff) * (1 << kCoeffFracBits));
+    }
+    // c_j * x_j = c_j * (x_min + k_j * bin): the x_min part joins the mean now, the k_j
+    // part when the levels are known (SubpixelModel::Prepare).
+    for (int64_t p = 0; p < count; ++p) {
+      for (int c = 1; c < C; ++c) {
+        for (int j = 0; j < c; ++j) {
+          const int32_t* coeff = coeff_raw + (p * pairs_ + c * (c - 1) / 2 + j) * K;
+          float* m = level + (p * C + c) * K;
+          for (int i = 0; i < K; ++i) {
+            m[i] += coeff[i] * (1.0f / (1 << kCoeffFracBits)) * x_min_levels_;
+          }
+        }
+      }
+    }
+    // Entries K..KP-1 of each row stay zero from the constructor: padding of weight 0.
+    for (int64_t q = 0; q < count * pairs_; ++q) {
+      std::copy(coeff_raw + q * K, coeff_raw + (q + 1) * K, &coeff_[q * KP]);
     }
     const float lo = -spec_.num_levels - 64.0f, hi = 2.0f * spec_.num_levels + 64.0f;
     constexpr int32_t kLastWeight = sizeof(tables::kExpNegLogit) / sizeof(int32_t) - 1;
     for (int64_t s = 0; s < count * C; ++s) {
-      const int c = static_cast<int>(s % C);
-      const int64_t base = s * K;
-      const int32_t* coeff = coeff_q + ((s / C) * pairs_ + c * (c - 1) / 2) * K;
+      const int32_t* in_logit = logit_q + s * K;
+      int32_t* weight = &weight_[s * KP];
+      int32_t* mean = &mean_[s * KP];
+      int32_t* inv_scale = &inv_scale_[s * KP];
+      for (int i = 0; i < K; ++i) {
+        mean[i] = RoundToInt(Clamp(level[s * K + i], lo, hi) * (1 << kMeanFracBits));
+      }
+      for (int i = 0; i < K; ++i) inv_scale[i] = inv_scale_table_[scale_index[s * K + i]];
+      // Mixture weights: exp(logit - max) from the table, renormalised to sum to exactly
+      // 2^16 (one division per subpixel, a shift per CDF value). Components under 2^-10
+      // are dropped and the heaviest takes the remainder.
       int32_t max_logit = INT32_MIN;
-      for (int i = 0; i < K; ++i) max_logit = std::max(max_logit, logit_q[base + i]);
-      int64_t weights[kMixtureMaxComponents], sum = 0;
+      int heaviest = 0;
       for (int i = 0; i < K; ++i) {
-        weights[i] = tables::kExpNegLogit[std::min(max_logit - logit_q[base + i], kLastWeight)];
-        sum += weights[i];
-      }
-      // Renormalise to exactly 2^16 (one division per subpixel, a shift per CDF value),
-      // keep components of at least 2^-10 and give the remainder to the heaviest.
-      const int64_t reciprocal = (int64_t{1} << (tables::kWeightBits + 32)) / sum;
-      Component* out = &comps_[base];
-      int active = 0, heaviest = 0;
-      int64_t total = 0;
-      int64_t heaviest_weight = -1;
-      for (int i = 0; i < K; ++i) {
-        // Branch-free compaction: always write, keep only if heavy enough.
-        const int64_t w = (weights[i] * reciprocal) >> 32;
-        const bool keep = w >= kMinWeight;
-        Component& comp = out[active];
-        comp.weight = w;
-        // c_j * x_j = c_j * (x_min + k_j * bin): the x_min part is known now.
-        float mean = level[base + i];
-        for (int j = 0; j < c; ++j) {
-          comp.coeff[j] = coeff[j * K + i];
-          mean += comp.coeff[j] * (1.0f / (1 << kCoeffFracBits)) * x_min_levels_;
+        if (in_logit[i] > max_logit) {
+          max_logit = in_logit[i];
+          heaviest = i;
         }
-        comp.mean = RoundToInt(Clamp(mean, lo, hi) * (1 << kMeanFracBits));
-        comp.inv_scale = inv_scale_[scale_index[base + i]];
-        const bool heavier = keep & (w > heaviest_weight);
-        heaviest = heavier ? active : heaviest;
-        heaviest_weight = heavier ? w : heaviest_weight;
-        total += keep ? w : 0;
-        active += keep;
       }
-      out[heaviest].weight += (int64_t{1} << tables::kWeightBits) - total;
-      counts_[s] = active;
+      int64_t sum = 0;
+      for (int i = 0; i < K; ++i) {
+        weight[i] = tables::kExpNegLogit[std::min(max_logit - in_logit[i], kLastWeight)];
+        sum += weight[i];
+      }
+      const int64_t reciprocal = (int64_t{1} << (tables::kWeightBits + 32)) / sum;
+      int64_t total = 0;
+      for (int i = 0; i < K; ++i) {
+        const int32_t w = static_cast<int32_t>((weight[i] * reciprocal) >> 32);
+        weight[i] = w >= kMinWeight ? w : 0;
+        total += weight[i];
+      }
+      weight[heaviest] += static_cast<int32_t>((int64_t{1} << tables::kWeightBits) - total);
+      heaviest_[s] = heaviest;
     }
     return true;
   }
 
-  const Component* comps(int64_t p, int c) const {
-    return &comps_[(p * spec_.channels + c) * spec_.components];
+  int padded() const { return padded_; }
+  const int32_t* weight(int64_t p, int c) const { return &weight_[(p * spec_.channels + c) * padded_]; }
+  const int32_t* mean(int64_t p, int c) const { return &mean_[(p * spec_.channels + c) * padded_]; }
+  const int32_t* inv_scale(int64_t p, int c) const {
+    return &inv_scale_[(p * spec_.channels + c) * padded_];
   }
-  int count(int64_t p, int c) const { return counts_[p * spec_.channels + c]; }
+  // Coefficients of channel c on earlier channel j of pixel p.
+  const int32_t* coeff(int64_t p, int c, int j) const {
+    return &coeff_[(p * pairs_ + c * (c - 1) / 2 + j) * padded_];
+  }
+  int heaviest(int64_t p, int c) const { return heaviest_[p * spec_.channels + c]; }
 
  private:
   const MixtureSpec& spec_;
-  const int pairs_;
+  const int pairs_, padded_;
   const float inv_bin_, x_min_, x_min_levels_;
-  int64_t inv_scale_[std::size(tables::kInvScale)];
+  int32_t inv_scale_table_[std::size(tables::kInvScale)];
   std::vector<int32_t> logit_q_, scale_index_;
   std::vector<float> level_;
-  std::vector<int32_t> coeff_q_;
-  std::vector<Component> comps_;
-  std::vector<int> counts_;
+  std::vector<int32_t> coeff_raw_, weight_, mean_, inv_scale_, coeff_;
+  std::vector<int> heaviest_;
 };
 
 // The distribution of one subpixel, prepared from its chunk's integer parameters and the
 // levels of the pixel's earlier channels, then queried level by level. The encoder and the
 // decoder both go through this class, so they cannot disagree.
+template <bool kAvx2>
 class SubpixelModel {
  public:
   explicit SubpixelModel(const MixtureSpec& spec)
       : spec_(spec), spare_((uint64_t{1} << kMixturePrecision) - spec.num_levels) {}
 
-  void Prepare(const ChunkParams& chunk, int64_t p, int c, const int32_t* prev) {
-    const Component* comps = chunk.comps(p, c);
-    active_ = chunk.count(p, c);
-    const int64_t lo = int64_t{-spec_.num_levels - 64} * (1 << kMeanFracBits);
-    const int64_t hi = int64_t{2 * spec_.num_levels + 64} * (1 << kMeanFracBits);
-    int64_t best = -1;
-    for (int i = 0; i < active_; ++i) {
-      const Component& comp = comps[i];
-      int64_t shift = 0;  // sum_j c_j * k_j, in 1/4096 level
-      for (int j = 0; j < c; ++j) shift += static_cast<int64_t>(comp.coeff[j]) * prev[j];
-      const int64_t mean = std::clamp<int64_t>(
-          comp.mean + (shift >> (kCoeffFracBits - kMeanFracBits)), lo, hi);
-      // Argument at level edge k: (k - 1/2 - mean) * inv_scale in 1/4096 = k * slope - base.
-      weight_[i] = comp.weight;
-      slope_[i] = comp.inv_scale << kMeanFracBits;
-      base_[i] = (mean + (1 << (kMeanFracBits - 1))) * comp.inv_scale;
-      if (comp.weight > best) {
-        best = comp.weight;
-        mode_ = std::clamp<int64_t>((mean + (1 << (kMeanFracBits - 1))) >> kMeanFracBits, 0,
-                                    spec_.num_levels - 1);
-      }
+  TFCOMP_INLINE void Prepare(const ChunkParams& chunk, int64_t p, int c, const int32_t* prev) {
+    n_ = chunk.padded();
+    weight_ = chunk.weight(p, c);
+    inv_ = chunk.inv_scale(p, c);
+    const int32_t* mean = chunk.mean(p, c);
+    const int32_t lo = (-spec_.num_levels - 64) * (1 << kMeanFracBits);
+    const int32_t hi = (2 * spec_.num_levels + 64) * (1 << kMeanFracBits);
+    int32_t shift[kMixtureMaxComponents] = {};  // sum_j c_j * k_j, in 1/4096 level
+    for (int j = 0; j < c; ++j) {
+      const int32_t* coeff = chunk.coeff(p, c, j);
+      for (int i = 0; i < n_; ++i) shift[i] += coeff[i] * prev[j];
     }
+    // m = mean + 1/2 level, so that the argument at level edge k (k - 1/2) is k * 256 - m.
+    for (int i = 0; i < n_; ++i) {
+      m_[i] = std::clamp(mean[i] + (shift[i] >> (kCoeffFracBits - kMeanFracBits)), lo, hi) +
+              (1 << (kMeanFracBits - 1));
+    }
+    mode_ = std::clamp<int64_t>(m_[chunk.heaviest(p, c)] >> kMeanFracBits, 0,
+                                spec_.num_levels - 1);
   }
 
   // Quantized CDF at level k: 2^16 * P(level < k), strictly increasing in k.
-  inline uint32_t Cdf(int64_t k) const {
+  TFCOMP_INLINE uint32_t Cdf(int64_t k) const {
     if (k <= 0) return 0;
     if (k >= spec_.num_levels) return 1u << kMixturePrecision;
-    uint64_t g = 0;  // sum of weight (2^16 in all) * sigmoid (2^24)
-    for (int i = 0; i < active_; ++i) {
-      g += static_cast<uint64_t>(weight_[i]) * Sigmoid((k * slope_[i] - base_[i]) >> kArgShift);
-    }
-    return Scale(g, k);
-  }
-
-  // Cdf(k) and Cdf(k + 1) in one pass, for the encoder.
-  inline void Interval(int64_t k, uint32_t* lo, uint32_t* hi) const {
-    uint64_t g0 = 0, g1 = 0;
-    for (int i = 0; i < active_; ++i) {
-      const int64_t t = k * slope_[i] - base_[i];
-      g0 += static_cast<uint64_t>(weight_[i]) * Sigmoid(t >> kArgShift);
-      g1 += static_cast<uint64_t>(weight_[i]) * Sigmoid((t + slope_[i]) >> kArgShift);
-    }
-    *lo = k <= 0 ? 0 : Scale(g0, k);
-    *hi = k + 1 >= spec_.num_levels ? 1u << kMixturePrecision : Scale(g1, k + 1);
+    const int32_t edge = static_cast<int32_t>(k << kMeanFracBits);
+    return Scale(kAvx2 ? SumSigmoidsAvx2(edge, m_, inv_, weight_, n_)
+                       : SumSigmoidsScalar(edge, m_, inv_, weight_, n_),
+                 k);
   }
 
   // The level k with Cdf(k) <= slot < Cdf(k + 1), and those two values. The search starts
   // at the mean of the heaviest component and gallops outwards: most symbols lie near it.
-  inline int64_t Find(uint32_t slot, uint32_t* lo_cdf, uint32_t* hi_cdf) const {
+  TFCOMP_INLINE int64_t Find(uint32_t slot, uint32_t* lo_cdf, uint32_t* hi_cdf) const {
     int64_t lo = mode_, hi = mode_;
     uint32_t c_lo = Cdf(lo), c_hi = c_lo;
     if (c_lo <= slot) {  // the answer is in [mode, L): gallop up past the slot
@@ -291,8 +361,6 @@ class SubpixelModel {
   }
 
  private:
-  static constexpr int kArgShift = kMeanFracBits + kInvScaleBits - kArgFracBits;
-
   // Every level keeps frequency >= 1: floor(F * (2^16 - L)) + k.
   inline uint32_t Scale(uint64_t g, int64_t k) const {
     return static_cast<uint32_t>(((g * spare_) >> (tables::kWeightBits + tables::kSigmoidBits)) +
@@ -301,9 +369,10 @@ class SubpixelModel {
 
   const MixtureSpec& spec_;
   const uint64_t spare_;
-  int64_t weight_[kMixtureMaxComponents], slope_[kMixtureMaxComponents],
-      base_[kMixtureMaxComponents];
-  int active_ = 0;
+  const int32_t* weight_ = nullptr;
+  const int32_t* inv_ = nullptr;
+  alignas(32) int32_t m_[kMixtureMaxComponents];
+  int n_ = 0;
   int64_t mode_ = 0;
 };
 
@@ -312,6 +381,9 @@ std::string Str(int64_t v) { return std::to_string(v); }
 const char kBadParams[] = "mixture parameters must be finite";
 
 }  // namespace
+
+void SetMixtureSimd(bool enabled) { use_simd = enabled && CpuHasAvx2(); }
+bool MixtureSimdEnabled() { return use_simd; }
 
 std::string ValidateMixtureSpec(const MixtureSpec& s) {
   if (s.num_levels < 2 || s.num_levels > kMixtureMaxLevels) {
@@ -329,49 +401,40 @@ std::string ValidateMixtureSpec(const MixtureSpec& s) {
   return "";
 }
 
-std::string MixtureEncode(const MixtureSpec& spec, const MixtureParams& params,
-                          const int32_t* symbols, int64_t num_pixels, std::string* out) {
-  std::string error = ValidateMixtureSpec(spec);
-  if (!error.empty()) return error;
+namespace {
+
+template <bool kAvx2>
+TFCOMP_INLINE bool EncodeLoop(const MixtureSpec& spec, const MixtureParams& params,
+                              const int32_t* symbols, int64_t num_pixels, std::string* out) {
   const int C = spec.channels;
-  for (int64_t i = 0; i < num_pixels * C; ++i) {
-    if (symbols[i] < 0 || symbols[i] >= spec.num_levels) {
-      return "symbol " + Str(symbols[i]) + " at position " + Str(i) + " is outside [0, " +
-             Str(spec.num_levels) + ")";
-    }
-  }
   ChunkParams chunk(spec);
-  SubpixelModel model(spec);
+  SubpixelModel<kAvx2> model(spec);
   RansEncoder enc;
   // rANS codes backwards: chunks, pixels and channels in reverse.
   for (int64_t first = (num_pixels - 1) / ChunkParams::kPixels * ChunkParams::kPixels;
        first >= 0; first -= ChunkParams::kPixels) {
     const int64_t count = std::min(ChunkParams::kPixels, num_pixels - first);
-    if (!chunk.Load(params, first, count)) return kBadParams;
+    if (!chunk.Load(params, first, count)) return false;
     for (int64_t p = count - 1; p >= 0; --p) {
       const int32_t* pixel = symbols + (first + p) * C;
       for (int c = C - 1; c >= 0; --c) {
         model.Prepare(chunk, p, c, pixel);
-        uint32_t lo, hi;
-        model.Interval(pixel[c], &lo, &hi);
+        const uint32_t lo = model.Cdf(pixel[c]), hi = model.Cdf(pixel[c] + 1);
         enc.Put(static_cast<int>(((first + p) * C + c) & 1), lo, hi - lo, kMixturePrecision);
       }
     }
   }
   enc.Finish(out);
-  return "";
+  return true;
 }
 
-std::string MixtureDecode(const MixtureSpec& spec, const MixtureParams& params,
-                          const char* data, size_t size, int64_t num_pixels,
-                          int32_t* symbols) {
-  std::string error = ValidateMixtureSpec(spec);
-  if (!error.empty()) return error;
-  RansDecoder dec(data, size);
-  if (!dec.ok()) return "corrupted or truncated stream: bad header";
+// Returns "" or the error; `dec` is positioned after the header.
+template <bool kAvx2>
+TFCOMP_INLINE std::string DecodeLoop(const MixtureSpec& spec, const MixtureParams& params,
+                                     RansDecoder& dec, int64_t num_pixels, int32_t* symbols) {
   const int C = spec.channels;
   ChunkParams chunk(spec);
-  SubpixelModel model(spec);
+  SubpixelModel<kAvx2> model(spec);
   for (int64_t first = 0; first < num_pixels; first += ChunkParams::kPixels) {
     const int64_t count = std::min(ChunkParams::kPixels, num_pixels - first);
     if (!chunk.Load(params, first, count)) return kBadParams;
@@ -390,9 +453,57 @@ std::string MixtureDecode(const MixtureSpec& spec, const MixtureParams& params,
       }
     }
   }
+  return "";
+}
+
+TFCOMP_AVX2 bool EncodeAvx2(const MixtureSpec& spec, const MixtureParams& params,
+                            const int32_t* symbols, int64_t num_pixels, std::string* out) {
+  return EncodeLoop<true>(spec, params, symbols, num_pixels, out);
+}
+bool EncodeBaseline(const MixtureSpec& spec, const MixtureParams& params,
+                    const int32_t* symbols, int64_t num_pixels, std::string* out) {
+  return EncodeLoop<false>(spec, params, symbols, num_pixels, out);
+}
+TFCOMP_AVX2 std::string DecodeAvx2(const MixtureSpec& spec, const MixtureParams& params,
+                                   RansDecoder& dec, int64_t num_pixels, int32_t* symbols) {
+  return DecodeLoop<true>(spec, params, dec, num_pixels, symbols);
+}
+std::string DecodeBaseline(const MixtureSpec& spec, const MixtureParams& params,
+                           RansDecoder& dec, int64_t num_pixels, int32_t* symbols) {
+  return DecodeLoop<false>(spec, params, dec, num_pixels, symbols);
+}
+
+}  // namespace
+
+std::string MixtureEncode(const MixtureSpec& spec, const MixtureParams& params,
+                          const int32_t* symbols, int64_t num_pixels, std::string* out) {
+  std::string error = ValidateMixtureSpec(spec);
+  if (!error.empty()) return error;
+  for (int64_t i = 0; i < num_pixels * spec.channels; ++i) {
+    if (symbols[i] < 0 || symbols[i] >= spec.num_levels) {
+      return "symbol " + Str(symbols[i]) + " at position " + Str(i) + " is outside [0, " +
+             Str(spec.num_levels) + ")";
+    }
+  }
+  const bool ok = use_simd ? EncodeAvx2(spec, params, symbols, num_pixels, out)
+                           : EncodeBaseline(spec, params, symbols, num_pixels, out);
+  return ok ? "" : kBadParams;
+}
+
+std::string MixtureDecode(const MixtureSpec& spec, const MixtureParams& params,
+                          const char* data, size_t size, int64_t num_pixels,
+                          int32_t* symbols) {
+  std::string error = ValidateMixtureSpec(spec);
+  if (!error.empty()) return error;
+  RansDecoder dec(data, size);
+  if (!dec.ok()) return "corrupted or truncated stream: bad header";
+  error = use_simd ? DecodeAvx2(spec, params, dec, num_pixels, symbols)
+                   : DecodeBaseline(spec, params, dec, num_pixels, symbols);
+  if (!error.empty()) return error;
   if (!dec.Finish()) return "corrupted stream: it does not end where the subpixels end";
   return "";
 }
+
 
 std::string MixtureCdf(const MixtureSpec& spec, const MixtureParams& params, int64_t pixel,
                        int channel, const int32_t* prev, int32_t* cdf) {
@@ -400,7 +511,7 @@ std::string MixtureCdf(const MixtureSpec& spec, const MixtureParams& params, int
   if (!error.empty()) return error;
   ChunkParams chunk(spec);
   if (!chunk.Load(params, pixel, 1)) return kBadParams;
-  SubpixelModel model(spec);
+  SubpixelModel<false> model(spec);
   model.Prepare(chunk, 0, channel, prev);
   for (int k = 0; k <= spec.num_levels; ++k) cdf[k] = static_cast<int32_t>(model.Cdf(k));
   return "";

@@ -44,6 +44,11 @@ struct MixtureParams {
 
 std::string ValidateMixtureSpec(const MixtureSpec& spec);
 
+// The CDF sums use AVX2 where the CPU has it. Both paths compute identical integers; tests
+// switch the vector path off to check that.
+void SetMixtureSimd(bool enabled);
+bool MixtureSimdEnabled();
+
 // `symbols` is [num_pixels, channels] of levels in [0, num_levels).
 std::string MixtureEncode(const MixtureSpec& spec, const MixtureParams& params,
                           const int32_t* symbols, int64_t num_pixels, std::string* out);
