@@ -68,7 +68,8 @@ setup(
     ext_modules=[Extension("tfcomp._tfcomp_ops", sources=OP_SOURCES)],
     cmdclass={"build_ext": BuildOps},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest", "hypothesis"]},
+    extras_require={"test": ["pytest", "hypothesis"],
+                    "bench": ["matplotlib", "pillow-heif"]},
     entry_points={"console_scripts": ["tfcomp = tfcomp.cli:run"]},
     zip_safe=False,
 )

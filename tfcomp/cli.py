@@ -4,6 +4,7 @@
     tfcomp decompress INPUT OUTPUT        (writes PNG)
     tfcomp info FILE
     tfcomp models
+    tfcomp bench --mode lossless|lossy --images SPEC --out DIR [...]   (see tfcomp.bench)
 
 Exit status 0 on success; otherwise non-zero with one line on stderr. Outputs are written
 atomically, so an error never leaves a partial file behind.
@@ -45,6 +46,8 @@ def _parser():
   i = sub.add_parser("info", help="describe a .tfc file")
   i.add_argument("file")
   sub.add_parser("models", help="list the zoo's models, one per line, name first")
+  sub.add_parser("bench", help="compare codecs on images (tfcomp bench --help)",
+                 add_help=False)
   return p
 
 
@@ -110,16 +113,26 @@ def cmd_models(args, out):
     out.write(f"{e.name}\t{e.family}\t{kind}{default}\t{e.description}\n")
 
 
+def cmd_bench(args, out):
+  del out  # the harness prints its own tables
+  from tfcomp import bench  # pylint: disable=import-outside-toplevel
+  bench.main(args.args)
+
+
 COMMANDS = {"compress": cmd_compress, "decompress": cmd_decompress, "info": cmd_info,
-            "models": cmd_models}
+            "models": cmd_models, "bench": cmd_bench}
 
 
 def main(argv=None, out=None, err=None):
   """Runs the command line `argv` (without the program name); returns the exit status."""
   out = out or sys.stdout
   err = err or sys.stderr
+  argv = list(sys.argv[1:] if argv is None else argv)
   try:
-    args = _parser().parse_args(argv)
+    if argv[:1] == ["bench"]:  # the harness parses its own options
+      args = argparse.Namespace(command="bench", args=argv[1:])
+    else:
+      args = _parser().parse_args(argv)
     if args.command is None:
       raise UsageError("missing command: compress, decompress, info or models "
                        "(see `tfcomp --help`)")
@@ -134,7 +147,7 @@ def main(argv=None, out=None, err=None):
   from tfcomp import codecs, container, io  # pylint: disable=import-outside-toplevel
   from tfcomp.ops import OpsNotBuiltError  # pylint: disable=import-outside-toplevel
   expected = (io.ImageError, codecs.UnsupportedImageError, container.FormatError,
-              OpsNotBuiltError, OSError, KeyError)
+              OpsNotBuiltError, OSError, KeyError, ValueError)
   try:
     COMMANDS[args.command](args, out)
   except expected as e:

@@ -24,4 +24,4 @@ fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 # TensorFlow first, so the ops can be compiled against it without an isolated build env.
 .venv/bin/pip install -q --disable-pip-version-check "tensorflow==2.14.1" setuptools wheel
-.venv/bin/pip install -q --disable-pip-version-check --no-build-isolation -e ".[test]"
+.venv/bin/pip install -q --disable-pip-version-check --no-build-isolation -e ".[test,bench]"

@@ -18,6 +18,7 @@ class ZooEntry:
   lossless: bool
   description: str
   load: object  # () -> tfcomp.codecs.Codec
+  curve: str = ""  # lossy models: rate points of one RD curve share this name
 
   def __post_init__(self):
     if not self.name.startswith(self.family + "-"):

@@ -1,0 +1,121 @@
+"""The benchmark harness: classic codecs, the input pipeline, TFDS builders, end to end."""
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import run_cli
+from tfcomp import baselines, bench, data, io, metrics, testing
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+  """A tiny image folder: names out of order, one 16-bit and one gray image."""
+  path = tmp_path_factory.mktemp("images")
+  for i, name in enumerate(["c.png", "a.png", "b.png"]):
+    Image.fromarray(testing.smooth_image(180 + 7 * i, 200 + 5 * i, 3, seed=i)).save(path / name)
+  return path
+
+
+@pytest.mark.parametrize("codec", baselines.CODECS, ids=lambda c: c.name)
+def test_classic_codec_round_trip(codec):
+  if not codec.available():
+    pytest.skip(f"{codec.name}: library not installed")
+  image = testing.smooth_image(64, 96, 3, seed=1)
+  for quality in codec.qualities[len(codec.qualities) // 2:][:1]:
+    decoded = codec.decode(codec.encode(image, quality))
+    assert decoded.shape == image.shape and decoded.dtype == np.uint8
+    if codec.lossless:
+      np.testing.assert_array_equal(decoded, image)
+    else:
+      assert metrics.psnr(image, decoded) > 25
+
+
+def test_jpeg2000_size_is_the_codestream():
+  """Lossy JPEG 2000 sizes follow quality (no padded fixed-size buffer)."""
+  codec = baselines.get("jpeg2000")
+  image = testing.smooth_image(128, 128, 3, seed=2)
+  sizes = [len(codec.encode(image, q)) for q in (24, 45)]
+  assert sizes[0] < sizes[1]
+
+
+def test_file_specs_and_fixed_order(folder):
+  files = data.list_files(str(folder))
+  assert [os.path.basename(f) for f in files] == ["a.png", "b.png", "c.png"]
+  assert data.list_files(str(folder / "*.png")) == files
+  names = [x["name"].numpy().decode() for x in data.eval_dataset(str(folder))]
+  assert names == ["a.png", "b.png", "c.png"]
+  assert [n for n, _ in data.load_images(str(folder))] == names
+  with pytest.raises(ValueError, match="no images"):
+    data.list_files(str(folder / "*.jpg"))
+
+
+def test_training_crops_are_random_reproducible_batches(folder):
+  first = [b.numpy() for b in data.train_dataset(str(folder), 32, 4, seed=3).take(3)]
+  again = [b.numpy() for b in data.train_dataset(str(folder), 32, 4, seed=3).take(3)]
+  assert all(b.shape == (4, 32, 32, 3) and b.dtype == np.uint8 for b in first)
+  np.testing.assert_array_equal(np.stack(first), np.stack(again))
+  assert len({b.tobytes() for batch in first for b in batch}) > 1
+  # Every crop is a window of one of the images.
+  crop = first[0][0]
+  sources = [img for _, img in data.load_images(str(folder))]
+  assert any(_contains(img, crop) for img in sources)
+  # Images smaller than the crop are skipped, not padded.
+  assert not list(data.train_dataset(str(folder), 500, 1, repeat=False))
+
+
+def _contains(image, crop):
+  h, w = crop.shape[:2]
+  for y in range(image.shape[0] - h + 1):
+    row = np.where((image[y, :image.shape[1] - w + 1] == crop[0, 0]).all(-1))[0]
+    for x in row:
+      if np.array_equal(image[y:y + h, x:x + w], crop):
+        return True
+  return False
+
+
+def test_tfds_builder_from_a_local_directory(folder, tmp_path):
+  items = data.load_images("tfds:tfcomp_kodak", data_dir=str(tmp_path),
+                           manual_dir=str(folder))
+  assert [n for n, _ in items] == ["a.png", "b.png", "c.png"]
+  np.testing.assert_array_equal(items[0][1], io.read_image(folder / "a.png"))
+  explicit = data.load_images("tfds:tfcomp_kodak/test", data_dir=str(tmp_path),
+                              manual_dir=str(folder))
+  assert [n for n, _ in explicit] == [n for n, _ in items]
+
+
+def test_tfds_builder_without_source_says_what_it_needs(tmp_path):
+  with pytest.raises(FileNotFoundError, match="500 Open Images"):
+    data.load_images("tfds:tfcomp_open_images_val500", data_dir=str(tmp_path))
+
+
+def test_lossless_and_lossy_runs_end_to_end(folder, tmp_path):
+  out = tmp_path / "lossless"
+  result = bench.main(["--mode=lossless", f"--images={folder}", f"--out={out}", "--quiet",
+                       "--codecs=png,qoi"])
+  summary = result["results"]["datasets"][os.path.basename(str(folder))]["summary"]
+  assert [s["codec"] for s in summary] == ["png", "qoi", "tfcomp:fixedpred-v1"]
+  assert all(s["all_exact"] and s["images"] == 3 and s["bpsp"] > 0 for s in summary)
+  assert json.loads((out / "results.json").read_text())["mode"] == "lossless"
+  assert "tfcomp:fixedpred-v1" in (out / "summary.md").read_text()
+
+  out = tmp_path / "lossy"
+  status, _, err = run_cli("bench", "--mode=lossy", f"--images={folder}", f"--out={out}",
+                           "--quiet", "--codecs=jpeg-420,webp", "--limit=2")
+  assert status == 0, err
+  results = json.loads((out / "results.json").read_text())
+  data_set = results["datasets"][os.path.basename(str(folder))]
+  assert data_set["bd_rate_psnr"]["jpeg-420"] == pytest.approx(0)
+  assert data_set["bd_rate_psnr"]["webp"] < 0
+  assert all(r["ms_ssim"] is not None for r in data_set["records"])
+  assert sorted(p for p in os.listdir(out) if p.endswith(".png")) == [
+      f"rd_{os.path.basename(str(folder))}_ms_ssim.png",
+      f"rd_{os.path.basename(str(folder))}_psnr.png"]
+
+
+def test_bench_errors_are_one_line(tmp_path):
+  status, _, err = run_cli("bench", "--mode=lossless", f"--images={tmp_path}/none/*.png",
+                           f"--out={tmp_path}/o", "--quiet")
+  assert status == 1 and err.count("\n") == 1 and "no images" in err

@@ -1,0 +1,314 @@
+"""The benchmark harness: tfcomp's codecs against the classic ones, on the same images.
+
+    run_lossless(images, ...) -> records: bits/subpixel, exactness, seconds, peak memory
+    run_lossy(images, ...)    -> records: bpp (real bytes), PSNR-RGB, MS-SSIM, seconds
+    summarize_*(records)      -> per-codec means; bd_rate_table; markdown_*; plot_rd
+
+`main(argv)` is the command line shared by `tools/bench.py` and `tfcomp bench`:
+
+    --mode lossless|lossy --images SPEC[,SPEC...] --out DIR [--codecs a,b] [--models m,n]
+    [--limit N] [--anchor CODEC] [--manual_dir DIR]
+
+It writes DIR/results.json (every record and the summaries), DIR/summary.md, and for lossy
+runs DIR/rd_psnr.png and DIR/rd_msssim.png. Bits per subpixel count the subpixels of the
+image as stored (RGB: 3 per pixel); bpp counts pixels.
+"""
+import argparse
+import json
+import os
+import threading
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from tfcomp import baselines, codecs, data, metrics, zoo
+
+
+class PeakMemory:
+  """Peak resident memory above the starting level, in MB, sampled while the block runs."""
+
+  def __init__(self, interval=0.002):
+    self.interval, self.peak_mb = interval, 0.0
+
+  @staticmethod
+  def _rss():
+    with open("/proc/self/statm") as f:
+      return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+  def _sample(self):
+    while not self._done.wait(self.interval):
+      self._peak = max(self._peak, self._rss())
+
+  def __enter__(self):
+    self._base = self._peak = self._rss()
+    self._done = threading.Event()
+    self._thread = threading.Thread(target=self._sample, daemon=True)
+    self._thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    self._done.set()
+    self._thread.join()
+    self._peak = max(self._peak, self._rss())
+    self.peak_mb = (self._peak - self._base) / 2**20
+
+
+def _measure(fn, *args):
+  with PeakMemory() as memory:
+    start = time.perf_counter()
+    result = fn(*args)
+    seconds = time.perf_counter() - start
+  return result, seconds, memory.peak_mb
+
+
+class _ZooAdapter:
+  """A zoo model seen through the ClassicCodec interface (whole tfcomp files)."""
+
+  def __init__(self, name):
+    self.entry = zoo.get(name)
+    self.name = f"tfcomp:{name}"
+    self.lossless = self.entry.lossless
+    self.curve = f"tfcomp:{self.entry.curve or name}"
+    self.qualities = (None,)
+    self.library = self.entry.description
+
+  def encode(self, image, quality):
+    del quality
+    return codecs.compress(image, zoo.load(self.entry.name))
+
+  def decode(self, data_bytes):
+    return codecs.decompress(data_bytes, zoo.load)[0]
+
+
+def _codecs(lossless, codec_names, model_names):
+  if codec_names is None:
+    chosen = baselines.available(lossless)
+  else:
+    chosen = [baselines.get(n) for n in codec_names]
+    for c in chosen:
+      if c.lossless != lossless:
+        raise ValueError(f"codec {c.name} is {'lossless' if c.lossless else 'lossy'}")
+  if model_names is None:
+    model_names = [e.name for e in zoo.ENTRIES if e.lossless == lossless]
+  return chosen + [_ZooAdapter(n) for n in model_names]
+
+
+def run_lossless(images, codec_names=None, model_names=None, progress=True):
+  """Codes every image with every lossless codec; each result is decoded and compared."""
+  records = []
+  todo = [(c, name, image) for c in _codecs(True, codec_names, model_names)
+          for name, image in images]
+  for codec, name, image in tqdm(todo, desc="lossless", disable=not progress):
+    if image.dtype != np.uint8 or image.shape[2] != 3:
+      image = _to_rgb8(image)
+    encoded, enc_s, enc_mb = _measure(codec.encode, image, None)
+    decoded, dec_s, dec_mb = _measure(codec.decode, encoded)
+    exact = decoded.shape == image.shape and bool(np.array_equal(decoded, image))
+    records.append(dict(codec=codec.name, image=name, bytes=len(encoded),
+                        bpsp=8 * len(encoded) / image.size, exact=exact,
+                        encode_s=enc_s, decode_s=dec_s, encode_mb=enc_mb, decode_mb=dec_mb))
+  return records
+
+
+def run_lossy(images, codec_names=None, model_names=None, progress=True):
+  """Codes every image at every quality of every lossy codec and measures the result."""
+  records = []
+  todo = [(c, q, name, image) for c in _codecs(False, codec_names, model_names)
+          for q in c.qualities for name, image in images]
+  for codec, quality, name, image in tqdm(todo, desc="lossy", disable=not progress):
+    image = _to_rgb8(image)
+    encoded, enc_s, _ = _measure(codec.encode, image, quality)
+    decoded, dec_s, _ = _measure(codec.decode, encoded)
+    if decoded.shape != image.shape:
+      raise RuntimeError(f"{codec.name} decoded {name} to {decoded.shape}, not {image.shape}")
+    pixels = image.shape[0] * image.shape[1]
+    small = min(image.shape[:2]) < metrics.min_ms_ssim_side()
+    records.append(dict(
+        codec=codec.name, curve=getattr(codec, "curve", codec.name), quality=quality,
+        image=name, bytes=len(encoded), bpp=8 * len(encoded) / pixels,
+        psnr=metrics.psnr(image, decoded),
+        ms_ssim=None if small else metrics.ms_ssim(image, decoded),
+        encode_s=enc_s, decode_s=dec_s))
+  return records
+
+
+def _to_rgb8(image):
+  """The benchmarks compare RGB 8-bit codecs: gray is replicated, alpha dropped, 16-bit
+  reduced to its high byte."""
+  if image.dtype == np.uint16:
+    image = (image >> 8).astype(np.uint8)
+  if image.shape[2] in (1, 2):
+    image = np.repeat(image[..., :1], 3, axis=2)
+  return np.ascontiguousarray(image[..., :3])
+
+
+def _mean(records, key):
+  values = [r[key] for r in records if r[key] is not None]
+  return float(np.mean(values)) if values else None
+
+
+def summarize_lossless(records):
+  """Per codec: mean bits/subpixel over images, exactness, mean seconds, max peak MB."""
+  out = []
+  for codec in dict.fromkeys(r["codec"] for r in records):
+    rs = [r for r in records if r["codec"] == codec]
+    out.append(dict(codec=codec, images=len(rs), bpsp=_mean(rs, "bpsp"),
+                    all_exact=all(r["exact"] for r in rs), encode_s=_mean(rs, "encode_s"),
+                    decode_s=_mean(rs, "decode_s"),
+                    peak_mb=max(max(r["encode_mb"], r["decode_mb"]) for r in rs)))
+  return out
+
+
+def summarize_lossy(records):
+  """Per codec and quality: means over images of bpp, PSNR, MS-SSIM and seconds."""
+  out = []
+  keys = dict.fromkeys((r["codec"], r["curve"], r["quality"]) for r in records)
+  for codec, curve, quality in keys:
+    rs = [r for r in records if (r["codec"], r["quality"]) == (codec, quality)]
+    out.append(dict(codec=codec, curve=curve, quality=quality, images=len(rs),
+                    bpp=_mean(rs, "bpp"), psnr=_mean(rs, "psnr"), ms_ssim=_mean(rs, "ms_ssim"),
+                    encode_s=_mean(rs, "encode_s"), decode_s=_mean(rs, "decode_s")))
+  return out
+
+
+def curves(summary, quality_key="psnr"):
+  """{curve name: [(bpp, quality)]} sorted by rate."""
+  result = {}
+  for s in summary:
+    if s[quality_key] is not None and np.isfinite(s[quality_key]):
+      result.setdefault(s["curve"], []).append((s["bpp"], s[quality_key]))
+  return {k: sorted(v) for k, v in result.items()}
+
+
+def bd_rate_table(summary, anchor, quality_key="psnr"):
+  """{curve: BD-rate % against `anchor`} for every curve overlapping the anchor's."""
+  rd = curves(summary, quality_key)
+  if anchor not in rd:
+    raise ValueError(f"anchor {anchor!r} is not among the curves {sorted(rd)}")
+  table = {}
+  for name, points in rd.items():
+    try:
+      table[name] = metrics.bd_rate(rd[anchor], points)
+    except ValueError:
+      table[name] = None  # too few points or no overlap
+  return table
+
+
+def plot_rd(summary, path, quality_key="psnr", title=""):
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+  for name, points in curves(summary, quality_key).items():
+    bpp, quality = zip(*points)
+    ax.plot(bpp, quality, marker="o", markersize=3, label=name)
+  ax.set_xlabel("bits per pixel")
+  ax.set_ylabel({"psnr": "PSNR-RGB (dB)", "ms_ssim": "MS-SSIM"}[quality_key])
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def _f(value, digits=3):
+  return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_lossless(summaries):
+  """One table: a row per codec, a column group per dataset. `summaries`: {dataset: summary}."""
+  datasets = list(summaries)
+  head = "| codec | " + " | ".join(f"{d} bpsp | {d} enc s | {d} dec s" for d in datasets)
+  lines = [head + " | peak MB | exact |",
+           "|---|" + "---:|---:|---:|" * len(datasets) + "---:|---|"]
+  codecs_in_order = list(dict.fromkeys(s["codec"] for d in datasets for s in summaries[d]))
+  for codec in codecs_in_order:
+    cells, peak, exact = [], 0.0, True
+    for d in datasets:
+      s = next((s for s in summaries[d] if s["codec"] == codec), None)
+      cells += ([_f(s["bpsp"]), _f(s["encode_s"], 2), _f(s["decode_s"], 2)] if s else
+                ["", "", ""])
+      if s:
+        peak, exact = max(peak, s["peak_mb"]), exact and s["all_exact"]
+    lines.append(f"| {codec} | " + " | ".join(cells) + f" | {peak:.0f} | "
+                 f"{'yes' if exact else 'NO'} |")
+  return "\n".join(lines)
+
+
+def markdown_lossy(summary, bd_psnr=None, bd_msssim=None):
+  lines = ["| codec | setting | bpp | PSNR-RGB (dB) | MS-SSIM | enc s | dec s |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+  for s in summary:
+    lines.append(f"| {s['codec']} | {s['quality']} | {_f(s['bpp'])} | {_f(s['psnr'], 2)} | "
+                 f"{_f(s['ms_ssim'], 4)} | {_f(s['encode_s'], 3)} | {_f(s['decode_s'], 3)} |")
+  if bd_psnr is not None:
+    lines += ["", "| curve | BD-rate vs anchor (PSNR-RGB) | BD-rate vs anchor (MS-SSIM) |",
+              "|---|---:|---:|"]
+    for name in bd_psnr:
+      ms = (bd_msssim or {}).get(name)
+      lines.append(f"| {name} | {_f(bd_psnr[name], 1)}% | {_f(ms, 1)}% |")
+  return "\n".join(lines)
+
+
+class _Parser(argparse.ArgumentParser):
+
+  def error(self, message):
+    raise ValueError(f"{message} (see `tfcomp bench --help`)")
+
+
+def _parser():
+  p = _Parser(prog="tfcomp bench", description=__doc__.split("\n")[0])
+  p.add_argument("--mode", choices=("lossless", "lossy"), required=True)
+  p.add_argument("--images", required=True,
+                 help="comma-separated specs: folders, globs or tfds:NAME[/split]")
+  p.add_argument("--out", required=True, help="output directory")
+  p.add_argument("--codecs", default=None, help="classic codecs (default: all available)")
+  p.add_argument("--models", default=None, help="tfcomp zoo models (default: all of the mode)")
+  p.add_argument("--limit", type=int, default=None, help="images per spec")
+  p.add_argument("--anchor", default="jpeg-420", help="BD-rate anchor curve (lossy)")
+  p.add_argument("--manual_dir", default=None, help="TFDS manual directory")
+  p.add_argument("--data_dir", default=None, help="TFDS data directory")
+  p.add_argument("--quiet", action="store_true", help="no progress bars")
+  return p
+
+
+def _split(value):
+  return None if value is None else [v for v in value.split(",") if v]
+
+
+def main(argv=None):
+  """Runs the benchmark; returns a dict of the summaries and the markdown written."""
+  args = _parser().parse_args(argv)
+  os.makedirs(args.out, exist_ok=True)
+  codec_names, model_names = _split(args.codecs), _split(args.models)
+  results = {"mode": args.mode, "command": argv, "datasets": {}}
+  for spec in _split(args.images):
+    images = data.load_images(spec, args.data_dir, args.manual_dir, args.limit)
+    label = os.path.basename(os.path.normpath(spec)) if not data.is_tfds(spec) else spec
+    run = run_lossless if args.mode == "lossless" else run_lossy
+    records = run(images, codec_names, model_names, progress=not args.quiet)
+    summary = (summarize_lossless if args.mode == "lossless" else summarize_lossy)(records)
+    results["datasets"][label] = {"spec": spec, "records": records, "summary": summary}
+  if args.mode == "lossless":
+    markdown = markdown_lossless({d: v["summary"] for d, v in results["datasets"].items()})
+  else:
+    parts = []
+    for label, v in results["datasets"].items():
+      summary = v["summary"]
+      bd_psnr = bd_rate_table(summary, args.anchor, "psnr")
+      bd_msssim = (bd_rate_table(summary, args.anchor, "ms_ssim")
+                   if any(s["ms_ssim"] is not None for s in summary) else {})
+      v.update(bd_rate_psnr=bd_psnr, bd_rate_ms_ssim=bd_msssim, anchor=args.anchor)
+      slug = "".join(ch if ch.isalnum() else "_" for ch in label)
+      for key in ("psnr", "ms_ssim"):
+        plot_rd(summary, os.path.join(args.out, f"rd_{slug}_{key}.png"), key, label)
+      parts.append(f"### {label}\n\n" + markdown_lossy(summary, bd_psnr, bd_msssim))
+    markdown = "\n\n".join(parts)
+  with open(os.path.join(args.out, "results.json"), "w") as f:
+    json.dump(results, f, indent=1, default=float)
+  with open(os.path.join(args.out, "summary.md"), "w") as f:
+    f.write(markdown + "\n")
+  print(markdown)
+  return {"results": results, "markdown": markdown}
