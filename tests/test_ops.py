@@ -213,3 +213,38 @@ def test_decoders_reject_truncated_and_extended_streams():
     for bad in (valid[:-1], valid[:-2], valid + b"\x00\x00", b"", valid[:7]):
       with pytest.raises(InvalidArgument):
         decode(bad)
+
+
+def _golden_inputs():
+  """Inputs from plain arithmetic (no RNG stream that could change between versions)."""
+  i = np.arange(4000)
+  values = ((i * 7919) % 23 - 8).astype(np.int32)
+  values[::97] = 100000 + i[::97]  # escapes
+  indexes = (i % 3).astype(np.int32)
+  pmf = np.stack([np.exp(-np.abs(np.arange(20) - 8) / s) for s in (1.0, 2.5, 6.0)])
+  table = ops.pmf_to_cdf(np.append(pmf, np.full((3, 1), 1e-3), 1).astype(np.float32)).numpy()
+  n = np.arange(600 * 3 * 4, dtype=np.float64).reshape(600, 3, 4)
+  params = (np.sin(n * 0.37).astype(np.float32) * 2, np.sin(n * 0.11).astype(np.float32) * 0.8,
+            (np.cos(n * 0.23) * 2 - 3).astype(np.float32),
+            np.sin(n * 0.05).astype(np.float32) * 0.6)
+  symbols = ((np.arange(600 * 3).reshape(600, 3) * 37) % 256).astype(np.int32)
+  return values, indexes, table, params, symbols
+
+
+def test_golden_bitstreams():
+  """The coders' output is part of the file format: a change here breaks existing files
+  and needs a new container version (tfcomp.container.FORMAT_VERSION)."""
+  import hashlib  # pylint: disable=import-outside-toplevel
+  values, indexes, table, params, symbols = _golden_inputs()
+  sizes, offsets = np.full(3, 22, np.int32), np.full(3, -8, np.int32)
+  streams = {
+      "table": ops.table_encode(values, indexes, table, sizes, offsets).numpy(),
+      "cdf": ops.cdf_encode(values[:500] % 20, table[indexes[:500]]).numpy(),
+      "mixture": ops.mixture_encode(symbols, params[0], params[1], params[2],
+                                    params[3][:, :3]).numpy(),
+  }
+  digests = {k: hashlib.sha256(v).hexdigest()[:16] for k, v in streams.items()}
+  assert digests == GOLDEN, digests
+
+
+GOLDEN = {'table': 'a0d5a6815d9657fb', 'cdf': 'd21e00adf5314635', 'mixture': 'bcab7dd772a6739f'}

@@ -106,39 +106,28 @@ def bench_cdf(n, repeats):
   return [("explicit-CDF coder (6 symbols/row)", n, enc_t, dec_t, len(encoded.numpy()), ideal)]
 
 
-def bench_mixture(n, repeats):
-  rng = np.random.default_rng(2)
-  pixels = -(-n // 3)
-  params = testing.random_mixture_params(rng, (pixels,), 3, 10)
-  # Symbols drawn from the mixtures themselves: what a well-calibrated model codes.
+def bench_mixture(n, repeats, channels, components, seed):
+  """Subpixels drawn from random mixtures: what a well-calibrated model codes."""
+  rng = np.random.default_rng(seed)
+  pixels = -(-n // channels)
+  params = testing.random_mixture_params(rng, (pixels,), channels, components)
   symbols = tf.constant(testing.sample_mixture(rng, *params))
   params = [tf.constant(p) for p in params]
   enc_t, encoded = best_time(lambda: ops.mixture_encode(symbols, *params), repeats)
   dec_t, decoded = best_time(lambda: ops.mixture_decode(encoded, *params), repeats)
   assert (decoded.numpy() == symbols.numpy()).all()
-  return [("logistic-mixture coder (RGB, K=10, CDFs included)", pixels * 3, enc_t, dec_t,
-           len(encoded.numpy()), None)]
-
-
-def bench_mixture_gray(n, repeats):
-  """Grayscale with 5 components: a lighter workload than RGB with 10."""
-  rng = np.random.default_rng(3)
-  params = testing.random_mixture_params(rng, (n,), 1, 5)
-  symbols = tf.constant(testing.sample_mixture(rng, *params))
-  params = [tf.constant(p) for p in params]
-  enc_t, encoded = best_time(lambda: ops.mixture_encode(symbols, *params), repeats)
-  dec_t, decoded = best_time(lambda: ops.mixture_decode(encoded, *params), repeats)
-  assert (decoded.numpy() == symbols.numpy()).all()
-  return [("logistic-mixture coder (gray, K=5, CDFs included)", n, enc_t, dec_t,
-           len(encoded.numpy()), None)]
+  kind = {1: "gray", 3: "RGB"}[channels]
+  return [(f"logistic-mixture coder ({kind}, K={components}, CDFs included)", pixels * channels,
+           enc_t, dec_t, len(encoded.numpy()), None)]
 
 
 def main(argv):
   del argv
   tf.config.threading.set_intra_op_parallelism_threads(1)
   n, repeats = FLAGS.value, REPEATS.value
-  rows = (bench_tables(n, repeats) + bench_cdf(n, repeats) + bench_mixture_gray(n, repeats) +
-          bench_mixture(n, repeats))
+  rows = (bench_tables(n, repeats) + bench_cdf(n, repeats) +
+          bench_mixture(n, repeats, channels=1, components=5, seed=3) +
+          bench_mixture(n, repeats, channels=3, components=10, seed=2))
   lines = ["| op | symbols | encode (M symbols/s) | decode (M symbols/s) | bytes | "
            "overhead vs information |", "|---|---:|---:|---:|---:|---:|"]
   for name, count, enc_t, dec_t, size, ideal in rows:

@@ -91,9 +91,13 @@ def main(argv):
              "FAILURES:\n\n" + "\n".join(f"- {f}" for f in failures))
   body = "\n".join([f"`python tools/fuzz.py --inputs {INPUTS.value}` "
                     f"({benchmarks_md.machine()}; {time.time() - start:.0f} s).", "",
-                    f"{total:,} random and mutated inputs. \"Decoded\" inputs are mutations "
-                    "that still form a valid stream for the given parameters (a coder accepts "
-                    "any stream that decodes exactly).", "", *lines, "", verdict])
+                    f"{total:,} random and mutated inputs. \"Decoded\" counts inputs that "
+                    "decoded without an error: unchanged ones (a mutation can be empty) and "
+                    "changes a bare stream cannot detect, such as flipped bits among uniformly "
+                    "coded escape bits, which decode to other values. Files guard against "
+                    "those with CRCs of the header, of each section and of the pixels, so a "
+                    "file decodes only to the pixels it was made from.", "", *lines, "",
+                    verdict])
   print(body)
   if WRITE.value:
     benchmarks_md.update_section("Decoder fuzzing (tools/fuzz.py)", body)

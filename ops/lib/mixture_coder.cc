@@ -32,19 +32,36 @@ constexpr float kMaxCoeff = 4.0f;
 constexpr float kMaxLogit = 64.0f;
 constexpr int32_t kMinWeight = 64;      // components under 2^-10 of the mass are dropped
 
-// Rounds to the nearest integer (ties to even) for |x| < 2^51, exactly and without a libm
-// call: adding 1.5 * 2^52 leaves round(x) in the low bits of the double's mantissa. Every
-// argument is clamped to a far smaller range first.
-TFCOMP_INLINE int64_t RoundToInt(double x) {
-  constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
-  const double y = x + kMagic;
-  int64_t bits, magic_bits;
+// Rounds to the nearest integer (ties to even), exactly and without a libm call: adding
+// 1.5 * 2^m (m = mantissa bits) leaves round(x) in the low bits of the mantissa. Valid for
+// |x| < 2^(m - 1): 2^51 for double, 2^22 for float; every argument is clamped far below.
+// The bulk conversions use float, which the compiler vectorizes; IEEE single precision
+// is just as deterministic.
+template <typename Float>
+struct RoundTraits;
+template <>
+struct RoundTraits<double> {
+  using Int = int64_t;
+  static constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
+};
+template <>
+struct RoundTraits<float> {
+  using Int = int32_t;
+  static constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+};
+
+template <typename Float>
+TFCOMP_INLINE typename RoundTraits<Float>::Int RoundToInt(Float x) {
+  using Int = typename RoundTraits<Float>::Int;
+  const Float y = x + RoundTraits<Float>::kMagic;
+  Int bits, magic_bits;
   std::memcpy(&bits, &y, sizeof(bits));
-  std::memcpy(&magic_bits, &kMagic, sizeof(magic_bits));
+  std::memcpy(&magic_bits, &RoundTraits<Float>::kMagic, sizeof(magic_bits));
   return bits - magic_bits;
 }
 
-inline double Clamp(double x, double lo, double hi) { return std::min(std::max(x, lo), hi); }
+template <typename Float>
+TFCOMP_INLINE Float Clamp(Float x, Float lo, Float hi) { return std::min(std::max(x, lo), hi); }
 
 // sigmoid(t / 4096) * 2^24, by linear interpolation in the table.
 TFCOMP_INLINE int64_t Sigmoid(int64_t t) {
@@ -55,18 +72,6 @@ TFCOMP_INLINE int64_t Sigmoid(int64_t t) {
   return kSigmoid[i] + (((kSigmoid[i + 1] - kSigmoid[i]) * f) >> kShift);
 }
 
-// float32 counterparts, for the bulk conversions that the compiler vectorizes: exact
-// IEEE single-precision arithmetic, so just as deterministic. Valid for |x| < 2^22.
-TFCOMP_INLINE int32_t RoundToInt(float x) {
-  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
-  const float y = x + kMagic;
-  int32_t bits, magic_bits;
-  std::memcpy(&bits, &y, sizeof(bits));
-  std::memcpy(&magic_bits, &kMagic, sizeof(magic_bits));
-  return bits - magic_bits;
-}
-
-TFCOMP_INLINE float Clamp(float x, float lo, float hi) { return std::min(std::max(x, lo), hi); }
 
 // True if no value is NaN or infinite (exponent bits all ones), in a vectorizable loop.
 TFCOMP_INLINE bool AllFinite(const float* __restrict x, int64_t n) {

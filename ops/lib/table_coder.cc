@@ -72,6 +72,11 @@ class SymbolIndex {
   std::vector<int32_t> first_;
 };
 
+std::string BadIndex(const CdfTables& t, int32_t index, int64_t position) {
+  return "index " + Str(index) + " at position " + Str(position) + " is outside [0, " +
+         Str(t.num_tables) + ")";
+}
+
 int BitLength(uint64_t w) {
   int n = 0;
   while (w) {
@@ -109,10 +114,7 @@ std::string TableEncode(const CdfTables& t, const int32_t* values, const int32_t
   for (int64_t i = n - 1; i >= 0; --i) {
     const int lane = static_cast<int>(i & 1);
     const int32_t index = indexes[i];
-    if (index < 0 || index >= t.num_tables) {
-      return "index " + Str(index) + " at position " + Str(i) + " is outside [0, " +
-             Str(t.num_tables) + ")";
-    }
+    if (index < 0 || index >= t.num_tables) return BadIndex(t, index, i);
     const int32_t* row = t.cdf + index * t.max_size;
     const int64_t escape = t.sizes[index] - 2;
     const int64_t d = static_cast<int64_t>(values[i]) - t.offsets[index];
@@ -160,10 +162,7 @@ std::string TableDecode(const CdfTables& t, const char* data, size_t size,
   for (int64_t i = 0; i < n; ++i) {
     const int lane = static_cast<int>(i & 1);
     const int32_t index = indexes[i];
-    if (index < 0 || index >= t.num_tables) {
-      return "index " + Str(index) + " at position " + Str(i) + " is outside [0, " +
-             Str(t.num_tables) + ")";
-    }
+    if (index < 0 || index >= t.num_tables) return BadIndex(t, index, i);
     const int32_t* row = t.cdf + index * t.max_size;
     const int64_t escape = t.sizes[index] - 2;
     const int64_t s = symbol_index.Find(index, dec.Peek(lane, p));
