@@ -14,7 +14,8 @@ LIB = os.path.join(ROOT, "ops", "lib")
 def test_cpp_unit_tests_pass_under_sanitizers(tmp_path):
   binary = str(tmp_path / "coder_test")
   subprocess.check_call(
-      ["g++", "-O1", "-g", "-std=c++17", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
+      ["g++", "-O1", "-g", "-std=c++17", "-ffp-contract=off", "-fno-trapping-math", "-Wall",
+       "-Wextra", "-Werror",
        "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
        os.path.join(LIB, "coder_test.cc"), os.path.join(LIB, "table_coder.cc"),
        os.path.join(LIB, "mixture_coder.cc"), "-o", binary])

@@ -60,8 +60,12 @@ TFCOMP_INLINE typename RoundTraits<Float>::Int RoundToInt(Float x) {
   return bits - magic_bits;
 }
 
+// By value and with plain comparisons, so that loops of it vectorize (min/max instructions).
 template <typename Float>
-TFCOMP_INLINE Float Clamp(Float x, Float lo, Float hi) { return std::min(std::max(x, lo), hi); }
+TFCOMP_INLINE Float Clamp(Float x, Float lo, Float hi) {
+  x = x < lo ? lo : x;
+  return x > hi ? hi : x;
+}
 
 // sigmoid(t / 4096) * 2^24, by linear interpolation in the table.
 TFCOMP_INLINE int64_t Sigmoid(int64_t t) {
@@ -73,15 +77,11 @@ TFCOMP_INLINE int64_t Sigmoid(int64_t t) {
 }
 
 
-// True if no value is NaN or infinite (exponent bits all ones), in a vectorizable loop.
-TFCOMP_INLINE bool AllFinite(const float* __restrict x, int64_t n) {
-  uint32_t bad = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, &x[i], sizeof(bits));
-    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-  }
-  return bad == 0;
+// 1 if x is NaN or infinite (exponent bits all ones), else 0; branch-free.
+TFCOMP_INLINE uint32_t NonFinite(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  return static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
 }
 
 constexpr int kArgShift = kMeanFracBits + kInvScaleBits - kArgFracBits;
@@ -90,7 +90,8 @@ constexpr int64_t kSigmoidLow = int64_t{tables::kSigmoidRange} << kArgFracBits;
 // sum_i weight[i] * sigmoid((edge - m[i]) * inv[i]) over n (a multiple of 4) components,
 // edge and m in 1/256 level: the mixture CDF at one level edge, in 1/2^40.
 TFCOMP_INLINE uint64_t SumSigmoidsScalar(int32_t edge, const int32_t* m, const int32_t* inv,
-                           const int32_t* weight, int n) {
+                                         const int32_t* /*limit*/, const int32_t* weight,
+                                         int n) {
   uint64_t g = 0;
   for (int i = 0; i < n; ++i) {
     const int64_t t = (static_cast<int64_t>(edge - m[i]) * inv[i]) >> kArgShift;
@@ -99,47 +100,97 @@ TFCOMP_INLINE uint64_t SumSigmoidsScalar(int32_t edge, const int32_t* m, const i
   return g;
 }
 
+// The sums at edges `edge` and `edge + 256` (levels k and k + 1), for the encoder.
+TFCOMP_INLINE void SumSigmoidPairScalar(int32_t edge, const int32_t* m, const int32_t* inv,
+                                        const int32_t* limit, const int32_t* weight, int n,
+                                        uint64_t* lo, uint64_t* hi) {
+  *lo = SumSigmoidsScalar(edge, m, inv, limit, weight, n);
+  *hi = SumSigmoidsScalar(edge + (1 << kMeanFracBits), m, inv, limit, weight, n);
+}
+
 #if defined(__x86_64__)
 // The same arithmetic, four components at a time. Every step is exact integer arithmetic
 // equal to the scalar code's (a clamp before the shift equals a clamp after it, since the
 // offset is a multiple of 2^kArgShift), so both give identical results.
+// Eight components at a time in 32-bit lanes. The sigmoid saturates once |(edge - m) *
+// inv| >= 2^28, so clamping edge - m to +-limit, with limit * inv in [2^28, 2^31), leaves
+// every table index as the scalar code computes it while the product fits in 32 bits.
+// Weighted sums accumulate in 64-bit lanes. Identical integers to SumSigmoidsScalar.
+__attribute__((target("avx2"), always_inline)) inline __m256i WeightedSigmoid8(
+    __m256i d, __m256i limit, __m256i inv, __m256i weight) {
+  d = _mm256_max_epi32(_mm256_min_epi32(d, limit), _mm256_sub_epi32(_mm256_setzero_si256(), limit));
+  const __m256i t = _mm256_srai_epi32(_mm256_mullo_epi32(d, inv), kArgShift);
+  const __m256i idx = _mm256_min_epi32(
+      _mm256_max_epi32(_mm256_add_epi32(t, _mm256_set1_epi32(kSigmoidLow)),
+                       _mm256_setzero_si256()),
+      _mm256_set1_epi32(2 * kSigmoidLow));
+  constexpr int kStepShift = kArgFracBits - tables::kSigmoidStepsLog2;
+  const __m256i cell = _mm256_srli_epi32(idx, kStepShift);
+  const __m256i frac = _mm256_and_si256(idx, _mm256_set1_epi32((1 << kStepShift) - 1));
+  const __m256i a = _mm256_i32gather_epi32(kSigmoid, cell, 4);
+  const __m256i b = _mm256_i32gather_epi32(kSigmoid + 1, cell, 4);
+  const __m256i sigmoid =
+      _mm256_add_epi32(a, _mm256_srli_epi32(_mm256_mullo_epi32(_mm256_sub_epi32(b, a), frac),
+                                            kStepShift));
+  // weight * sigmoid < 2^41: even lanes, then odd lanes, in 64 bits.
+  return _mm256_add_epi64(_mm256_mul_epu32(weight, sigmoid),
+                          _mm256_mul_epu32(_mm256_srli_epi64(weight, 32),
+                                           _mm256_srli_epi64(sigmoid, 32)));
+}
+
+__attribute__((target("avx2"), always_inline)) inline __m256i Load8(const int32_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+__attribute__((target("avx2"), always_inline)) inline uint64_t HorizontalSum(__m256i v) {
+  alignas(32) uint64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+
 __attribute__((target("avx2"))) uint64_t SumSigmoidsAvx2(int32_t edge, const int32_t* m,
                                                          const int32_t* inv,
+                                                         const int32_t* limit,
                                                          const int32_t* weight, int n) {
-  const __m256i edge4 = _mm256_set1_epi64x(edge);
-  const __m256i offset = _mm256_set1_epi64x(kSigmoidLow << kArgShift);
-  const __m256i top = _mm256_set1_epi64x((2 * kSigmoidLow) << kArgShift);
-  const __m256i frac_mask = _mm256_set1_epi64x((1 << (kArgFracBits - tables::kSigmoidStepsLog2)) - 1);
-  const __m256i zero = _mm256_setzero_si256();
-  __m256i acc = zero;
-  for (int i = 0; i < n; i += 4) {
-    const __m256i mm = _mm256_cvtepi32_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(m + i)));
-    const __m256i iv = _mm256_cvtepi32_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(inv + i)));
-    const __m256i ww = _mm256_cvtepi32_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(weight + i)));
-    __m256i x = _mm256_add_epi64(_mm256_mul_epi32(_mm256_sub_epi64(edge4, mm), iv), offset);
-    x = _mm256_blendv_epi8(x, zero, _mm256_cmpgt_epi64(zero, x));
-    x = _mm256_blendv_epi8(x, top, _mm256_cmpgt_epi64(x, top));
-    const __m256i idx = _mm256_srli_epi64(x, kArgShift);
-    const __m256i cell = _mm256_srli_epi64(idx, kArgFracBits - tables::kSigmoidStepsLog2);
-    const __m256i frac = _mm256_and_si256(idx, frac_mask);
-    const __m256i a = _mm256_cvtepi32_epi64(_mm256_i64gather_epi32(kSigmoid, cell, 4));
-    const __m256i b = _mm256_cvtepi32_epi64(_mm256_i64gather_epi32(kSigmoid + 1, cell, 4));
-    const __m256i sigmoid = _mm256_add_epi64(
-        a, _mm256_srli_epi64(_mm256_mul_epu32(_mm256_sub_epi64(b, a), frac),
-                             kArgFracBits - tables::kSigmoidStepsLog2));
-    acc = _mm256_add_epi64(acc, _mm256_mul_epu32(ww, sigmoid));
+  const __m256i edge8 = _mm256_set1_epi32(edge);
+  __m256i acc = _mm256_setzero_si256();
+  for (int i = 0; i < n; i += 8) {
+    acc = _mm256_add_epi64(acc, WeightedSigmoid8(_mm256_sub_epi32(edge8, Load8(m + i)),
+                                                 Load8(limit + i), Load8(inv + i),
+                                                 Load8(weight + i)));
   }
-  alignas(32) uint64_t lanes[4];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
-  return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+  return HorizontalSum(acc);
+}
+
+__attribute__((target("avx2"))) void SumSigmoidPairAvx2(int32_t edge, const int32_t* m,
+                                                        const int32_t* inv,
+                                                        const int32_t* limit,
+                                                        const int32_t* weight, int n,
+                                                        uint64_t* lo, uint64_t* hi) {
+  const __m256i edge8 = _mm256_set1_epi32(edge);
+  const __m256i level = _mm256_set1_epi32(1 << kMeanFracBits);
+  __m256i acc_lo = _mm256_setzero_si256(), acc_hi = acc_lo;
+  for (int i = 0; i < n; i += 8) {
+    const __m256i d = _mm256_sub_epi32(edge8, Load8(m + i));
+    const __m256i lim = Load8(limit + i), iv = Load8(inv + i), w = Load8(weight + i);
+    acc_lo = _mm256_add_epi64(acc_lo, WeightedSigmoid8(d, lim, iv, w));
+    acc_hi = _mm256_add_epi64(acc_hi, WeightedSigmoid8(_mm256_add_epi32(d, level), lim, iv, w));
+  }
+  *lo = HorizontalSum(acc_lo);
+  *hi = HorizontalSum(acc_hi);
 }
 
 bool CpuHasAvx2() { return __builtin_cpu_supports("avx2"); }
 #define TFCOMP_AVX2 __attribute__((target("avx2")))
 #else
 inline uint64_t SumSigmoidsAvx2(int32_t edge, const int32_t* m, const int32_t* inv,
-                         const int32_t* weight, int n) {
-  return SumSigmoidsScalar(edge, m, inv, weight, n);
+                                const int32_t* limit, const int32_t* weight, int n) {
+  return SumSigmoidsScalar(edge, m, inv, limit, weight, n);
+}
+inline void SumSigmoidPairAvx2(int32_t edge, const int32_t* m, const int32_t* inv,
+                               const int32_t* limit, const int32_t* weight, int n,
+                               uint64_t* lo, uint64_t* hi) {
+  SumSigmoidPairScalar(edge, m, inv, limit, weight, n, lo, hi);
 }
 bool CpuHasAvx2() { return false; }
 #define TFCOMP_AVX2
@@ -149,7 +200,7 @@ std::atomic<bool> use_simd{CpuHasAvx2()};
 
 // Integer parameters of a chunk of pixels: everything about their distributions that does
 // not depend on the symbols, converted once per chunk. Components are padded to a multiple
-// of 4 (with weight 0) for the vector code.
+// of 8 (with weight 0) for the vector code.
 class ChunkParams {
  public:
   static constexpr int64_t kPixels = 256;
@@ -157,7 +208,7 @@ class ChunkParams {
   explicit ChunkParams(const MixtureSpec& spec)
       : spec_(spec),
         pairs_(spec.channels * (spec.channels - 1) / 2),
-        padded_((spec.components + 3) & ~3),
+        padded_((spec.components + 7) & ~7),
         inv_bin_(static_cast<float>((spec.num_levels - 1) / (spec.x_max - spec.x_min))),
         x_min_(static_cast<float>(spec.x_min)),
         x_min_levels_(x_min_ * inv_bin_),
@@ -168,6 +219,7 @@ class ChunkParams {
         weight_(kPixels * spec.channels * padded_),
         mean_(weight_.size()),
         inv_scale_(weight_.size()),
+        limit_(weight_.size()),
         coeff_(kPixels * pairs_ * padded_),
         heaviest_(kPixels * spec.channels) {
     // Inverse scales in levels^-1 for every snapped log-scale, for this level grid.
@@ -186,10 +238,6 @@ class ChunkParams {
     const float* means = params.means + first * C * K;
     const float* log_scales = params.log_scales + first * C * K;
     const float* coeffs = params.coeffs + first * pairs_ * K;
-    if (!AllFinite(logits, n) || !AllFinite(means, n) || !AllFinite(log_scales, n) ||
-        !AllFinite(coeffs, nc)) {
-      return false;
-    }
     constexpr float kLogitSteps = tables::kWeightLogitSteps;
     constexpr float kLsMin = tables::kLogScaleMin, kLsMax = tables::kLogScaleMax;
     constexpr float kLsSteps = tables::kLogScaleSteps;
@@ -197,16 +245,26 @@ class ChunkParams {
     int32_t* __restrict scale_index = scale_index_.data();
     float* __restrict level = level_.data();
     int32_t* __restrict coeff_raw = coeff_raw_.data();
+    // Each pass also looks at the exponent bits of what it reads (all ones: NaN or inf);
+    // no converted value is used before the check below.
+    uint32_t bad = 0;
     for (int64_t i = 0; i < n; ++i) {
+      bad |= NonFinite(logits[i]);
       logit_q[i] = RoundToInt(Clamp(logits[i], -kMaxLogit, kMaxLogit) * kLogitSteps);
     }
     for (int64_t i = 0; i < n; ++i) {
+      bad |= NonFinite(log_scales[i]);
       scale_index[i] = RoundToInt((Clamp(log_scales[i], kLsMin, kLsMax) - kLsMin) * kLsSteps);
     }
-    for (int64_t i = 0; i < n; ++i) level[i] = (means[i] - x_min_) * inv_bin_;
+    for (int64_t i = 0; i < n; ++i) {
+      bad |= NonFinite(means[i]);
+      level[i] = (means[i] - x_min_) * inv_bin_;
+    }
     for (int64_t i = 0; i < nc; ++i) {
+      bad |= NonFinite(coeffs[i]);
       coeff_raw[i] = RoundToInt(Clamp(coeffs[i], -kMaxCoeff, kMaxCoeff) * (1 << kCoeffFracBits));
     }
+    if (bad) return false;
     // c_j * x_j = c_j * (x_min + k_j * bin): the x_min part joins the mean now, the k_j
     // part when the levels are known (SubpixelModel::Prepare).
     for (int64_t p = 0; p < count; ++p) {
@@ -234,7 +292,15 @@ class ChunkParams {
       for (int i = 0; i < K; ++i) {
         mean[i] = RoundToInt(Clamp(level[s * K + i], lo, hi) * (1 << kMeanFracBits));
       }
+      int32_t* limit = &limit_[s * KP];
       for (int i = 0; i < K; ++i) inv_scale[i] = inv_scale_table_[scale_index[s * K + i]];
+      // |edge - mean| beyond the limit saturates the sigmoid (see WeightedSigmoid8); any
+      // limit with limit * inv in [2^28, 2^31) gives the same result, so float is fine.
+      for (int i = 0; i < K; ++i) {
+        limit[i] = inv_scale[i] > 0
+                       ? static_cast<int32_t>(268435456.0f / static_cast<float>(inv_scale[i])) + 2
+                       : (1 << 30);
+      }
       // Mixture weights: exp(logit - max) from the table, renormalised to sum to exactly
       // 2^16 (one division per subpixel, a shift per CDF value). Components under 2^-10
       // are dropped and the heaviest takes the remainder.
@@ -270,6 +336,7 @@ class ChunkParams {
   const int32_t* inv_scale(int64_t p, int c) const {
     return &inv_scale_[(p * spec_.channels + c) * padded_];
   }
+  const int32_t* limit(int64_t p, int c) const { return &limit_[(p * spec_.channels + c) * padded_]; }
   // Coefficients of channel c on earlier channel j of pixel p.
   const int32_t* coeff(int64_t p, int c, int j) const {
     return &coeff_[(p * pairs_ + c * (c - 1) / 2 + j) * padded_];
@@ -283,7 +350,7 @@ class ChunkParams {
   int32_t inv_scale_table_[std::size(tables::kInvScale)];
   std::vector<int32_t> logit_q_, scale_index_;
   std::vector<float> level_;
-  std::vector<int32_t> coeff_raw_, weight_, mean_, inv_scale_, coeff_;
+  std::vector<int32_t> coeff_raw_, weight_, mean_, inv_scale_, limit_, coeff_;
   std::vector<int> heaviest_;
 };
 
@@ -300,10 +367,12 @@ class SubpixelModel {
     n_ = chunk.padded();
     weight_ = chunk.weight(p, c);
     inv_ = chunk.inv_scale(p, c);
+    limit_ = chunk.limit(p, c);
     const int32_t* mean = chunk.mean(p, c);
     const int32_t lo = (-spec_.num_levels - 64) * (1 << kMeanFracBits);
     const int32_t hi = (2 * spec_.num_levels + 64) * (1 << kMeanFracBits);
-    int32_t shift[kMixtureMaxComponents] = {};  // sum_j c_j * k_j, in 1/4096 level
+    int32_t shift[kMixtureMaxComponents];  // sum_j c_j * k_j, in 1/4096 level
+    for (int i = 0; i < n_; ++i) shift[i] = 0;
     for (int j = 0; j < c; ++j) {
       const int32_t* coeff = chunk.coeff(p, c, j);
       for (int i = 0; i < n_; ++i) shift[i] += coeff[i] * prev[j];
@@ -322,35 +391,50 @@ class SubpixelModel {
     if (k <= 0) return 0;
     if (k >= spec_.num_levels) return 1u << kMixturePrecision;
     const int32_t edge = static_cast<int32_t>(k << kMeanFracBits);
-    return Scale(kAvx2 ? SumSigmoidsAvx2(edge, m_, inv_, weight_, n_)
-                       : SumSigmoidsScalar(edge, m_, inv_, weight_, n_),
+    return Scale(kAvx2 ? SumSigmoidsAvx2(edge, m_, inv_, limit_, weight_, n_)
+                       : SumSigmoidsScalar(edge, m_, inv_, limit_, weight_, n_),
                  k);
+  }
+
+  // Cdf(k) and Cdf(k + 1) in one pass, for the encoder.
+  TFCOMP_INLINE void Interval(int64_t k, uint32_t* lo, uint32_t* hi) const {
+    uint64_t g_lo, g_hi;
+    const int32_t edge = static_cast<int32_t>(k << kMeanFracBits);
+    if (kAvx2) {
+      SumSigmoidPairAvx2(edge, m_, inv_, limit_, weight_, n_, &g_lo, &g_hi);
+    } else {
+      SumSigmoidPairScalar(edge, m_, inv_, limit_, weight_, n_, &g_lo, &g_hi);
+    }
+    *lo = k <= 0 ? 0 : Scale(g_lo, k);
+    *hi = k + 1 >= spec_.num_levels ? 1u << kMixturePrecision : Scale(g_hi, k + 1);
   }
 
   // The level k with Cdf(k) <= slot < Cdf(k + 1), and those two values. The search starts
   // at the mean of the heaviest component and gallops outwards: most symbols lie near it.
   TFCOMP_INLINE int64_t Find(uint32_t slot, uint32_t* lo_cdf, uint32_t* hi_cdf) const {
-    int64_t lo = mode_, hi = mode_;
-    uint32_t c_lo = Cdf(lo), c_hi = c_lo;
-    if (c_lo <= slot) {  // the answer is in [mode, L): gallop up past the slot
-      for (int64_t step = 1;; step *= 2) {
-        hi = std::min<int64_t>(lo + step, spec_.num_levels);
-        c_hi = Cdf(hi);
-        if (c_hi > slot) break;
-        lo = hi;
-        c_lo = c_hi;
-      }
-    } else {  // the answer is in [0, mode): gallop down
-      for (int64_t step = 1;; step *= 2) {
-        lo = std::max<int64_t>(hi - step, 0);
-        c_lo = Cdf(lo);
-        if (c_lo <= slot) break;
-        hi = lo;
-        c_hi = c_lo;
-      }
+    // The first probe brackets the mode's level with both its CDF values at once.
+    int64_t lo = mode_, hi = mode_ + 1;
+    uint32_t c_lo, c_hi;
+    Interval(mode_, &c_lo, &c_hi);
+    if (c_hi <= slot) {
+      lo = hi;
+      c_lo = c_hi;
+      hi = spec_.num_levels;
+      c_hi = 1u << kMixturePrecision;
+    } else if (c_lo > slot) {
+      hi = lo;
+      c_hi = c_lo;
+      lo = 0;
+      c_lo = 0;
     }
-    while (hi - lo > 1) {
-      const int64_t mid = (lo + hi) / 2;
+    // Then interpolation between the bracket's CDF values (the CDF is close to linear over
+    // a short range), alternating with bisection so that the steps stay logarithmic.
+    for (bool interpolate = true; hi - lo > 1; interpolate = !interpolate) {
+      int64_t mid = (lo + hi) / 2;
+      if (interpolate) {
+        mid = lo + static_cast<int64_t>(slot - c_lo) * (hi - lo) / (c_hi - c_lo);
+        mid = std::clamp<int64_t>(mid, lo + 1, hi - 1);
+      }
       const uint32_t c_mid = Cdf(mid);
       if (c_mid <= slot) {
         lo = mid;
@@ -376,6 +460,7 @@ class SubpixelModel {
   const uint64_t spare_;
   const int32_t* weight_ = nullptr;
   const int32_t* inv_ = nullptr;
+  const int32_t* limit_ = nullptr;
   alignas(32) int32_t m_[kMixtureMaxComponents];
   int n_ = 0;
   int64_t mode_ = 0;
@@ -424,7 +509,8 @@ TFCOMP_INLINE bool EncodeLoop(const MixtureSpec& spec, const MixtureParams& para
       const int32_t* pixel = symbols + (first + p) * C;
       for (int c = C - 1; c >= 0; --c) {
         model.Prepare(chunk, p, c, pixel);
-        const uint32_t lo = model.Cdf(pixel[c]), hi = model.Cdf(pixel[c] + 1);
+        uint32_t lo, hi;
+        model.Interval(pixel[c], &lo, &hi);
         enc.Put(static_cast<int>(((first + p) * C + c) & 1), lo, hi - lo, kMixturePrecision);
       }
     }
