@@ -153,3 +153,23 @@ def test_console_script_in_a_subprocess(tmp_path):
   bad = subprocess.run(cmd + ["compress", tmp_path / "junk.png", tmp_path / "j.tfc"],
                        capture_output=True, text=True, env=env)
   assert bad.returncode == 1 and bad.stderr.count("\n") == 1, bad.stderr
+
+
+def test_huge_declared_images_are_refused_before_decoding(tmp_path):
+  """Tiny PNGs whose headers claim huge sizes: refused before any pixel is decoded."""
+  import struct  # pylint: disable=import-outside-toplevel
+  import zlib  # pylint: disable=import-outside-toplevel
+
+  def chunk(kind, body):
+    return (struct.pack(">I", len(body)) + kind + body +
+            struct.pack(">I", zlib.crc32(kind + body)))
+
+  for side, message in ((100000, "outside [1, 65536]"), (60000, "exceeds the cap")):
+    png = (b"\x89PNG\r\n\x1a\n" +
+           chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)) +
+           chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b""))
+    (tmp_path / "bomb.png").write_bytes(png)
+    _check_error(tmp_path, ["compress", tmp_path / "bomb.png", tmp_path / "b.tfc"], message)
+  (tmp_path / "short.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+  _check_error(tmp_path, ["compress", tmp_path / "short.png", tmp_path / "s.tfc"],
+               "truncated PNG header")

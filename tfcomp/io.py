@@ -6,11 +6,14 @@ imagecodecs, which keeps 16-bit samples (Pillow truncates 48-bit RGB PNGs to 8 b
 other formats go through Pillow, limited to modes it represents exactly.
 """
 import os
+import struct
 import tempfile
 
 import imagecodecs
 import numpy as np
 from PIL import Image
+
+from tfcomp import container
 
 # Pillow modes that map exactly onto [H, W, C] uint8/uint16 samples.
 _PIL_MODES = {"1": "L", "L": "L", "LA": "LA", "RGB": "RGB", "RGBA": "RGBA",
@@ -38,6 +41,7 @@ def _check(array, path):
 def _read_with_pillow(path):
   try:
     with Image.open(path) as im:
+      _check_size(path, *im.size)
       im.load()
       if getattr(im, "n_frames", 1) > 1:
         raise ImageError(f"{path}: has {im.n_frames} frames; only single images are coded")
@@ -58,8 +62,33 @@ def _read_with_pillow(path):
     raise ImageError(f"{path}: cannot read image: {e}") from None
 
 
+def _check_size(path, width, height):
+  """Refuses images beyond the container's caps before anything is decoded."""
+  try:
+    container.Geometry(height, width, 1).validate()
+  except container.FormatError as e:
+    raise ImageError(f"{path}: {e}") from None
+
+
+def _declared_size(path, head, data):
+  """(width, height) from the file header, read without decoding the pixels."""
+  if head.startswith(b"\x89PNG"):
+    if len(data) < 24 or data[12:16] != b"IHDR":
+      raise ImageError(f"{path}: cannot decode image: truncated PNG header")
+    return struct.unpack(">II", data[16:24])
+  try:
+    with Image.open(path) as im:  # reads the TIFF directory only
+      return im.size
+  except (OSError, SyntaxError, Image.DecompressionBombError) as e:
+    raise ImageError(f"{path}: cannot decode image: {e}") from None
+
+
 def read_image(path):
-  """Reads an image file into a uint8/uint16 [H, W, C] array of its exact samples."""
+  """Reads an image file into a uint8/uint16 [H, W, C] array of its exact samples.
+
+  Images larger than the container's caps (tfcomp.container.MAX_SIDE per side,
+  MAX_PIXELS in all) are refused before their pixels are decoded.
+  """
   path = os.fspath(path)
   try:
     with open(path, "rb") as f:
@@ -70,6 +99,7 @@ def read_image(path):
     decode = imagecodecs.png_decode if head.startswith(b"\x89PNG") else imagecodecs.tiff_decode
     with open(path, "rb") as f:
       data = f.read()
+    _check_size(path, *_declared_size(path, head, data))
     try:
       array = decode(data)
     except Exception as e:  # imagecodecs raises codec-specific error classes
