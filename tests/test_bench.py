@@ -119,3 +119,5 @@ def test_bench_errors_are_one_line(tmp_path):
   status, _, err = run_cli("bench", "--mode=lossless", f"--images={tmp_path}/none/*.png",
                            f"--out={tmp_path}/o", "--quiet")
   assert status == 1 and err.count("\n") == 1 and "no images" in err
+  status, _, err = run_cli("bench", "--mode=fast", "--images=x", "--out=y")
+  assert status == 2 and err.count("\n") == 1 and "invalid choice" in err

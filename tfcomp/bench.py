@@ -252,10 +252,14 @@ def markdown_lossy(summary, bd_psnr=None, bd_msssim=None):
   return "\n".join(lines)
 
 
+class UsageError(ValueError):
+  """Bad command-line arguments."""
+
+
 class _Parser(argparse.ArgumentParser):
 
   def error(self, message):
-    raise ValueError(f"{message} (see `tfcomp bench --help`)")
+    raise UsageError(f"{message} (see `tfcomp bench --help`)")
 
 
 def _parser():

@@ -116,7 +116,10 @@ def cmd_models(args, out):
 def cmd_bench(args, out):
   del out  # the harness prints its own tables
   from tfcomp import bench  # pylint: disable=import-outside-toplevel
-  bench.main(args.args)
+  try:
+    bench.main(args.args)
+  except bench.UsageError as e:
+    raise UsageError(str(e)) from None
 
 
 COMMANDS = {"compress": cmd_compress, "decompress": cmd_decompress, "info": cmd_info,
@@ -150,6 +153,9 @@ def main(argv=None, out=None, err=None):
               OpsNotBuiltError, OSError, KeyError, ValueError)
   try:
     COMMANDS[args.command](args, out)
+  except UsageError as e:
+    err.write(f"tfcomp: error: {e}\n")
+    return EXIT_USAGE
   except expected as e:
     message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
     err.write(f"tfcomp: error: {message}\n")
