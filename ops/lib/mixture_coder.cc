@@ -87,8 +87,9 @@ TFCOMP_INLINE uint32_t NonFinite(float x) {
 constexpr int kArgShift = kMeanFracBits + kInvScaleBits - kArgFracBits;
 constexpr int64_t kSigmoidLow = int64_t{tables::kSigmoidRange} << kArgFracBits;
 
-// sum_i weight[i] * sigmoid((edge - m[i]) * inv[i]) over n (a multiple of 4) components,
-// edge and m in 1/256 level: the mixture CDF at one level edge, in 1/2^40.
+// sum_i weight[i] * sigmoid((edge - m[i]) * inv[i]) over n (a multiple of 8) components,
+// edge and m in 1/256 level: the mixture CDF at one level edge, in 1/2^40. `limit` is for
+// the vector code only (see WeightedSigmoid8).
 TFCOMP_INLINE uint64_t SumSigmoidsScalar(int32_t edge, const int32_t* m, const int32_t* inv,
                                          const int32_t* /*limit*/, const int32_t* weight,
                                          int n) {
@@ -109,9 +110,6 @@ TFCOMP_INLINE void SumSigmoidPairScalar(int32_t edge, const int32_t* m, const in
 }
 
 #if defined(__x86_64__)
-// The same arithmetic, four components at a time. Every step is exact integer arithmetic
-// equal to the scalar code's (a clamp before the shift equals a clamp after it, since the
-// offset is a multiple of 2^kArgShift), so both give identical results.
 // Eight components at a time in 32-bit lanes. The sigmoid saturates once |(edge - m) *
 // inv| >= 2^28, so clamping edge - m to +-limit, with limit * inv in [2^28, 2^31), leaves
 // every table index as the scalar code computes it while the product fits in 32 bits.

@@ -11,9 +11,11 @@
 // CDFs are built inside the coder, per subpixel and only where they are needed, with integer
 // arithmetic on parameters snapped to grids (logits 1/16, log-scales 1/32 in [-8, 8], means
 // 1/256 of a level, coefficients 1/4096 in [-4, 4]) and constant tables
-// (fixed_point_tables.h). The conversion from float inputs uses IEEE double arithmetic in a
-// fixed order, so encoder and decoder agree bit for bit on every machine. Every level keeps
-// a frequency of at least 1 out of 2^16, so any level is codable.
+// (fixed_point_tables.h). Mixture weights are renormalised to sum to exactly 2^16, and
+// components under 2^-10 of the mass are dropped (the heaviest takes their share). The
+// conversion from float inputs uses IEEE single/double arithmetic in a fixed order without
+// fused multiply-adds, so encoder and decoder agree bit for bit on every machine. Every
+// level keeps a frequency of at least 1 out of 2^16, so any level is codable.
 #ifndef TFCOMP_OPS_LIB_MIXTURE_CODER_H_
 #define TFCOMP_OPS_LIB_MIXTURE_CODER_H_
 
