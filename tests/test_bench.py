@@ -99,7 +99,9 @@ def test_lossless_and_lossy_runs_end_to_end(folder, tmp_path):
   assert [s["codec"] for s in summary] == ["png", "qoi", "tfcomp:fixedpred-v1"]
   assert all(s["all_exact"] and s["images"] == 3 and s["bpsp"] > 0 for s in summary)
   assert json.loads((out / "results.json").read_text())["mode"] == "lossless"
-  assert "tfcomp:fixedpred-v1" in (out / "summary.md").read_text()
+  markdown = (out / "summary.md").read_text()
+  assert "tfcomp:fixedpred-v1" in markdown
+  assert "| png | libpng, zlib level 9 | n/a |" in markdown  # the legend of codecs
 
   out = tmp_path / "lossy"
   status, _, err = run_cli("bench", "--mode=lossy", f"--images={folder}", f"--out={out}",
@@ -109,6 +111,7 @@ def test_lossless_and_lossy_runs_end_to_end(folder, tmp_path):
   data_set = results["datasets"][os.path.basename(str(folder))]
   assert data_set["bd_rate_psnr"]["jpeg-420"] == pytest.approx(0)
   assert data_set["bd_rate_psnr"]["webp"] < 0
+  assert results["codecs"]["jpeg-420"]["setting"] == "quality"
   assert all(r["ms_ssim"] is not None for r in data_set["records"])
   assert sorted(p for p in os.listdir(out) if p.endswith(".png")) == [
       f"rd_{os.path.basename(str(folder))}_ms_ssim.png",

@@ -71,6 +71,7 @@ class _ZooAdapter:
     self.lossless = self.entry.lossless
     self.curve = f"tfcomp:{self.entry.curve or name}"
     self.qualities = (None,)
+    self.quality_name = ""
     self.library = self.entry.description
 
   def encode(self, image, quality):
@@ -81,7 +82,8 @@ class _ZooAdapter:
     return codecs.decompress(data_bytes, zoo.load)[0]
 
 
-def _codecs(lossless, codec_names, model_names):
+def select_codecs(lossless, codec_names=None, model_names=None):
+  """Classic codecs (default: all available) and zoo models (default: all) of one kind."""
   if codec_names is None:
     chosen = baselines.available(lossless)
   else:
@@ -94,11 +96,11 @@ def _codecs(lossless, codec_names, model_names):
   return chosen + [_ZooAdapter(n) for n in model_names]
 
 
-def run_lossless(images, codec_names=None, model_names=None, progress=True):
-  """Codes every image with every lossless codec; each result is decoded and compared."""
+def run_lossless(images, chosen, progress=True):
+  """Codes every image with every codec of `chosen` (lossless; see select_codecs); each
+  result is decoded and compared."""
   records = []
-  todo = [(c, name, image) for c in _codecs(True, codec_names, model_names)
-          for name, image in images]
+  todo = [(c, name, image) for c in chosen for name, image in images]
   for codec, name, image in tqdm(todo, desc="lossless", disable=not progress):
     if image.dtype != np.uint8 or image.shape[2] != 3:
       image = _to_rgb8(image)
@@ -111,11 +113,11 @@ def run_lossless(images, codec_names=None, model_names=None, progress=True):
   return records
 
 
-def run_lossy(images, codec_names=None, model_names=None, progress=True):
-  """Codes every image at every quality of every lossy codec and measures the result."""
+def run_lossy(images, chosen, progress=True):
+  """Codes every image at every quality of every codec of `chosen` (lossy) and measures
+  the result."""
   records = []
-  todo = [(c, q, name, image) for c in _codecs(False, codec_names, model_names)
-          for q in c.qualities for name, image in images]
+  todo = [(c, q, name, image) for c in chosen for q in c.qualities for name, image in images]
   for codec, quality, name, image in tqdm(todo, desc="lossy", disable=not progress):
     image = _to_rgb8(image)
     encoded, enc_s, _ = _measure(codec.encode, image, quality)
@@ -262,6 +264,14 @@ class _Parser(argparse.ArgumentParser):
     raise UsageError(f"{message} (see `tfcomp bench --help`)")
 
 
+def markdown_codecs(chosen):
+  """What each codec row means: the encoder with its options, and what its setting is."""
+  lines = ["| codec | encoder | setting |", "|---|---|---|"]
+  for c in chosen:
+    lines.append(f"| {c.name} | {c.library} | {c.quality_name or 'n/a'} |")
+  return "\n".join(lines)
+
+
 def _parser():
   p = _Parser(prog="tfcomp bench", description=__doc__.split("\n")[0])
   p.add_argument("--mode", choices=("lossless", "lossy"), required=True)
@@ -286,16 +296,19 @@ def main(argv=None):
   """Runs the benchmark; returns a dict of the summaries and the markdown written."""
   args = _parser().parse_args(argv)
   os.makedirs(args.out, exist_ok=True)
-  codec_names, model_names = _split(args.codecs), _split(args.models)
-  results = {"mode": args.mode, "command": argv, "datasets": {}}
+  lossless = args.mode == "lossless"
+  chosen = select_codecs(lossless, _split(args.codecs), _split(args.models))
+  results = {"mode": args.mode, "command": argv, "datasets": {},
+             "codecs": {c.name: {"encoder": c.library, "setting": c.quality_name}
+                        for c in chosen}}
   for spec in _split(args.images):
     images = data.load_images(spec, args.data_dir, args.manual_dir, args.limit)
     label = os.path.basename(os.path.normpath(spec)) if not data.is_tfds(spec) else spec
-    run = run_lossless if args.mode == "lossless" else run_lossy
-    records = run(images, codec_names, model_names, progress=not args.quiet)
-    summary = (summarize_lossless if args.mode == "lossless" else summarize_lossy)(records)
+    run = run_lossless if lossless else run_lossy
+    records = run(images, chosen, progress=not args.quiet)
+    summary = (summarize_lossless if lossless else summarize_lossy)(records)
     results["datasets"][label] = {"spec": spec, "records": records, "summary": summary}
-  if args.mode == "lossless":
+  if lossless:
     markdown = markdown_lossless({d: v["summary"] for d, v in results["datasets"].items()})
   else:
     parts = []
@@ -310,6 +323,7 @@ def main(argv=None):
         plot_rd(summary, os.path.join(args.out, f"rd_{slug}_{key}.png"), key, label)
       parts.append(f"### {label}\n\n" + markdown_lossy(summary, bd_psnr, bd_msssim))
     markdown = "\n\n".join(parts)
+  markdown += "\n\n" + markdown_codecs(chosen)
   with open(os.path.join(args.out, "results.json"), "w") as f:
     json.dump(results, f, indent=1, default=float)
   with open(os.path.join(args.out, "summary.md"), "w") as f:

@@ -35,8 +35,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def main(argv):
   del argv
-  args = [f"--mode={MODE.value}", f"--images={IMAGES.value}", f"--out={OUT.value}",
-          f"--anchor={ANCHOR.value}"]
+  args = [f"--mode={MODE.value}", f"--images={IMAGES.value}", f"--out={OUT.value}"]
+  if MODE.value == "lossy":
+    args.append(f"--anchor={ANCHOR.value}")
   for name, flag in (("codecs", CODECS), ("models", MODELS), ("limit", LIMIT),
                      ("manual_dir", MANUAL_DIR)):
     if flag.value is not None:

@@ -11,7 +11,9 @@ sanity baseline for the learned ones. Dataflow per image:
 
 Decoding is vectorized: the predictor's inverse is a 2-D prefix sum of the residuals.
 Tables (one discretized Laplacian per scale class and bit depth) are built once by
-`build_tables`, shipped as this model's weights file and never recomputed by the decoder.
+`build_tables`, written by `save_tables` to this model's weights file
+(tfcomp/zoo/weights/fixedpred-v1.npz) and never recomputed by the decoder; new tables
+need a new model name.
 """
 import hashlib
 import io
@@ -117,7 +119,6 @@ class FixedPredCodec(codecs.Codec):
     mask, half = (1 << bit_depth) - 1, 1 << (bit_depth - 1)
     cdf, size, offset, scales, class_cdf = self._bits(bit_depth)
     h, w = image.shape[:2]
-    by, bx = -(-h // BLOCK), -(-w // BLOCK)
     # Per-block sample counts, for the mean |residual| of partial edge blocks.
     counts = np.add.reduceat(np.add.reduceat(np.ones((h, w)), np.arange(0, h, BLOCK), 0),
                              np.arange(0, w, BLOCK), 1)
@@ -137,7 +138,6 @@ class FixedPredCodec(codecs.Codec):
       sections[f"plane{c}"] = ops.table_encode(signed, indexes, cdf, size, offset,
                                                PRECISION).numpy()
     classes = np.stack(classes)
-    assert classes.shape[1:] == (by, bx)
     sections = {"classes": ops.table_encode(
         classes, np.zeros_like(classes), class_cdf, [class_cdf.shape[1]], [0],
         PRECISION).numpy(), **sections}

@@ -17,10 +17,8 @@ from tfcomp.ops._loader import OpsNotBuiltError, library_path, load
 
 __all__ = [
     "OpsNotBuiltError", "library_path", "table_encode", "table_decode", "cdf_encode",
-    "cdf_decode", "pmf_to_cdf", "mixture_encode", "mixture_decode", "MIXTURE_PRECISION",
+    "cdf_decode", "pmf_to_cdf", "mixture_encode", "mixture_decode",
 ]
-
-MIXTURE_PRECISION = 16
 
 
 def _i32(x):

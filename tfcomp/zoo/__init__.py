@@ -38,8 +38,7 @@ ENTRIES = (
 )
 _BY_NAME = {e.name: e for e in ENTRIES}
 
-DEFAULT_LOSSLESS = "fixedpred-v1"
-DEFAULT = DEFAULT_LOSSLESS
+DEFAULT = "fixedpred-v1"  # what `tfcomp compress` uses without --model
 
 
 def names():
