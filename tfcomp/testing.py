@@ -1,5 +1,6 @@
 """Helpers shared by tfcomp's tests and its fuzzing and benchmark tools."""
 import dataclasses
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -112,14 +113,10 @@ def _fuzz_setup():
   }
 
 
-_FUZZ = {}
-
-
+@functools.lru_cache(maxsize=None)
 def fuzz_targets():
   """{name: (decode function taking bytes, a valid input to mutate)} for every decoder."""
-  if not _FUZZ:
-    _FUZZ.update(_fuzz_setup())
-  return _FUZZ
+  return _fuzz_setup()
 
 
 def mutate(data, rng):

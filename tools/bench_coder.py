@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # pylint: disable=g-import-not-at-top
 import numpy as np
+from scipy.stats import norm
 import tensorflow as tf
 import tensorflow_compression as tfc
 
@@ -20,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchmarks_md  # pylint: disable=g-import-not-at-top
 from tfcomp import ops, testing  # pylint: disable=g-import-not-at-top
 
-FLAGS = flags.DEFINE_integer("symbols", 10_000_000, "symbols per op (at least 10M for "
+SYMBOLS = flags.DEFINE_integer("symbols", 10_000_000, "symbols per op (at least 10M for "
                              "the recorded figures)")
 REPEATS = flags.DEFINE_integer("repeats", 3, "runs per measurement; the best is kept")
 WRITE = flags.DEFINE_bool("write", True, "update BENCHMARKS.md")
@@ -41,7 +42,6 @@ def gaussian_tables(num_tables=64, precision=16):
   for scale in np.exp(np.linspace(np.log(0.11), np.log(64), num_tables)):
     half = int(np.ceil(scale * 8)) + 1
     x = np.arange(-half, half + 1)
-    from scipy.stats import norm  # pylint: disable=import-outside-toplevel
     pmf = norm.cdf(x + 0.5, scale=scale) - norm.cdf(x - 0.5, scale=scale)
     tail = max(1 - pmf.sum(), 0)
     cdf_rows.append(ops.pmf_to_cdf(np.append(pmf, tail).astype(np.float32), precision).numpy())
@@ -124,7 +124,7 @@ def bench_mixture(n, repeats, channels, components, seed):
 def main(argv):
   del argv
   tf.config.threading.set_intra_op_parallelism_threads(1)
-  n, repeats = FLAGS.value, REPEATS.value
+  n, repeats = SYMBOLS.value, REPEATS.value
   rows = (bench_tables(n, repeats) + bench_cdf(n, repeats) +
           bench_mixture(n, repeats, channels=1, components=5, seed=3) +
           bench_mixture(n, repeats, channels=3, components=10, seed=2))
