@@ -182,3 +182,25 @@ def read(data):
     sections[name] = chunk
     pos += size
   return Container(model, weights_hash, geometry, sections)
+
+
+def pack_chunks(chunks):
+  """One section's bytes holding several byte strings: (u32 length, bytes) each."""
+  return b"".join(struct.pack("<I", len(c)) + bytes(c) for c in chunks)
+
+
+def unpack_chunks(data, count, what="section"):
+  """The `count` byte strings of `pack_chunks`; FormatError if the framing is wrong."""
+  chunks, pos = [], 0
+  for i in range(count):
+    if pos + 4 > len(data):
+      raise FormatError(f"{what} ends before chunk {i} of {count}")
+    (size,) = struct.unpack_from("<I", data, pos)
+    pos += 4
+    if pos + size > len(data):
+      raise FormatError(f"{what} chunk {i} claims {size} bytes; only {len(data) - pos} remain")
+    chunks.append(data[pos:pos + size])
+    pos += size
+  if pos != len(data):
+    raise FormatError(f"{what} has {len(data) - pos} bytes after its {count} chunks")
+  return chunks

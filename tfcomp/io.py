@@ -138,3 +138,8 @@ def write_atomic(path, data):
     except FileNotFoundError:
       pass
     raise
+
+
+def write_png(path, image):
+  """Writes `image` as a PNG, atomically."""
+  write_atomic(path, encode_png(image))

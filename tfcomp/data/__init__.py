@@ -62,10 +62,11 @@ def eval_dataset(spec, data_dir=None, manual_dir=None):
 
 
 def train_dataset(spec, crop_size=128, batch_size=8, seed=0, shuffle_buffer=256,
-                  data_dir=None, manual_dir=None, repeat=True):
+                  data_dir=None, manual_dir=None, repeat=True, augment=False):
   """Random crops [batch, crop, crop, 3] uint8, shuffled with `seed`, batched, prefetched.
 
-  Images smaller than the crop on either side are skipped.
+  Images smaller than the crop on either side are skipped. `augment` adds random
+  horizontal flips (from the same stateless seeds).
   """
   if crop_size < 1 or batch_size < 1:
     raise ValueError(f"crop_size and batch_size must be positive, got {crop_size}, "
@@ -79,10 +80,13 @@ def train_dataset(spec, crop_size=128, batch_size=8, seed=0, shuffle_buffer=256,
   images = images.filter(lambda x: tf.reduce_all(tf.shape(x)[:2] >= crop_size))
   # Stateless crops keyed by (seed, position in the stream): the same seed gives the same
   # crops in every run, however the pipeline is traced or parallelized.
-  crops = images.enumerate().map(
-      lambda i, x: tf.image.stateless_random_crop(x, shape, seed=tf.stack(
-          [tf.constant(seed, tf.int64), i])),
-      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  def crop(i, x):
+    key = tf.stack([tf.constant(seed, tf.int64), i])
+    x = tf.image.stateless_random_crop(x, shape, seed=key)
+    return tf.image.stateless_random_flip_left_right(x, seed=key + 1) if augment else x
+
+  crops = images.enumerate().map(crop, num_parallel_calls=tf.data.AUTOTUNE,
+                                 deterministic=True)
   return crops.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 

@@ -27,6 +27,8 @@ from tfcomp import ops
 # The coder's own parameter ranges: log-scales are clamped to [-8, 8].
 LOG_SCALE_MIN = -8.0
 LOG_SCALE_MAX = 8.0
+# An edge argument whose sigmoid is exactly 0 or 1 in float32.
+_FAR = 1e4
 
 
 class DiscretizedLogisticMixture:
@@ -55,10 +57,9 @@ class DiscretizedLogisticMixture:
     """Value of each level (float32)."""
     return self.x_min + tf.cast(levels, tf.float32) * self.bin
 
-  def _shifted_means(self, x, means, coeffs):
+  def _shifted_means(self, values, means, coeffs):
     """Means with the channel-autoregressive shift by the pixel's earlier channels."""
     channels = means.shape[-2]
-    values = self.values(x)  # [..., C]
     shifted = [means[..., 0, :]]
     for c in range(1, channels):
       shift = sum(coeffs[..., c * (c - 1) // 2 + j, :] * values[..., j, None] for j in range(c))
@@ -67,29 +68,64 @@ class DiscretizedLogisticMixture:
 
   def log_prob(self, x, logit_weights, means, log_scales, coeffs):
     """Natural log of the coded probability of levels `x` [..., C]; returns [..., C]."""
-    x = tf.convert_to_tensor(x)
-    means = self._shifted_means(x, means, coeffs)
+    return self.log_prob_of_values(self.values(x), logit_weights, means, log_scales, coeffs)
+
+  def log_prob_of_values(self, values, logit_weights, means, log_scales, coeffs):
+    """`log_prob` of float values on the level grid, differentiable in `values` too.
+
+    L3C trains its encoders through the bits of their quantized outputs: `values` then
+    carries straight-through gradients while its forward value sits exactly on a level.
+    """
+    values = tf.convert_to_tensor(values, tf.float32)
+    means = self._shifted_means(values, means, coeffs)
     log_scales = tf.clip_by_value(log_scales, LOG_SCALE_MIN, LOG_SCALE_MAX)
     inv_scale = tf.exp(-log_scales)
-    centered = self.values(x)[..., None] - means
+    centered = values[..., None] - means
     upper = (centered + self.bin / 2) * inv_scale
     lower = (centered - self.bin / 2) * inv_scale
-    top = tf.equal(x, self.num_levels - 1)[..., None]
-    bottom = tf.equal(x, 0)[..., None]
-    # log(sigmoid(upper) - sigmoid(lower)), computed stably as in PixelCNN++:
-    # sigmoid(u) - sigmoid(l) = sigmoid(u) * (1 - exp(l - u)) * sigmoid(-l).
-    log_mid = (tf.math.log_sigmoid(upper) + tf.math.log_sigmoid(-lower) +
-               _log1mexp(upper - lower))
-    log_comp = tf.where(top, tf.math.log_sigmoid(-lower),
-                        tf.where(bottom, tf.math.log_sigmoid(upper), log_mid))
-    log_p = tf.reduce_logsumexp(tf.nn.log_softmax(logit_weights, axis=-1) + log_comp, -1)
+    # The lowest and highest levels take the tails: their outer edge moves to infinity.
+    upper = tf.where((values > self.x_max - self.bin / 2)[..., None], _FAR, upper)
+    lower = tf.where((values < self.x_min + self.bin / 2)[..., None], -_FAR, lower)
+    # In the probability domain, like the coder. Float32 sigmoids lose precision only far
+    # below the coder's floor of 2^-16, and monotonicity keeps every difference >= 0.
+    p = tf.reduce_sum(tf.nn.softmax(logit_weights, axis=-1) *
+                      (tf.sigmoid(upper) - tf.sigmoid(lower)), axis=-1)
     # The coder's floor of 1/2^16 per level (see the module docstring).
     spare = 1.0 - self.num_levels / 2.0**16
-    return tf.math.log(tf.exp(log_p) * spare + 2.0**-16)
+    return tf.math.log(p * spare + 2.0**-16)
 
   def bits(self, x, logit_weights, means, log_scales, coeffs):
     """Estimated bits per subpixel, [..., C]: -log2 of `log_prob`."""
     return -self.log_prob(x, logit_weights, means, log_scales, coeffs) / tf.math.log(2.0)
+
+  def bits_of_values(self, values, logit_weights, means, log_scales, coeffs):
+    """Estimated bits per subpixel of float values on the level grid (see log_prob_of_values)."""
+    return -self.log_prob_of_values(values, logit_weights, means, log_scales,
+                                    coeffs) / tf.math.log(2.0)
+
+  def sample(self, logit_weights, means, log_scales, coeffs, seed):
+    """Levels [..., C] drawn from the mixtures (stateless, from the int32 pair `seed`)."""
+    channels = means.shape[-2]
+    seeds = tf.random.experimental.stateless_split(tf.convert_to_tensor(seed, tf.int64),
+                                                   2 * channels)
+    levels, values = [], []
+    for c in range(channels):
+      k = tf.random.stateless_categorical(
+          tf.reshape(logit_weights[..., c, :], [-1, logit_weights.shape[-1]]), 1, seeds[2 * c])
+      k = tf.reshape(k, tf.shape(means)[:-2])
+      pick = lambda p: tf.gather(p, k, batch_dims=len(p.shape) - 1)  # noqa: E731
+      mean = pick(means[..., c, :])
+      for j in range(c):
+        mean += pick(coeffs[..., c * (c - 1) // 2 + j, :]) * values[j]
+      scale = tf.exp(tf.clip_by_value(pick(log_scales[..., c, :]), LOG_SCALE_MIN,
+                                      LOG_SCALE_MAX))
+      u = tf.random.stateless_uniform(tf.shape(mean), seeds[2 * c + 1], 1e-5, 1 - 1e-5)
+      v = mean + scale * (tf.math.log(u) - tf.math.log1p(-u))
+      level = tf.cast(tf.clip_by_value(tf.round((v - self.x_min) / self.bin), 0,
+                                       self.num_levels - 1), tf.int32)
+      levels.append(level)
+      values.append(self.values(level))
+    return tf.stack(levels, axis=-1)
 
   def compress(self, x, logit_weights, means, log_scales, coeffs):
     """Real stream (scalar string) for levels `x` [..., C]."""
@@ -102,7 +138,26 @@ class DiscretizedLogisticMixture:
                               num_levels=self.num_levels, x_min=self.x_min, x_max=self.x_max)
 
 
-def _log1mexp(d):
-  """log(1 - exp(-d)) for d >= 0, accurate for small and large d (Maechler 2012)."""
-  d = tf.maximum(d, 1e-12)
-  return tf.where(d < 0.6931472, tf.math.log(-tf.math.expm1(-d)), tf.math.log1p(-tf.exp(-d)))
+def num_params(channels, components):
+  """Channels a network must output to parameterize `split_params` (C*K*3 + C(C-1)/2*K)."""
+  return components * (3 * channels + channels * (channels - 1) // 2)
+
+
+def split_params(raw, channels, components):
+  """Mixture parameters from a network output [..., num_params(C, K)].
+
+  Returns logit_weights, means, log_scales [..., C, K] and coeffs [..., C(C-1)/2, K]; the
+  coefficients pass through tanh as in PixelCNN++, so each lies in (-1, 1).
+  """
+  expected = num_params(channels, components)
+  if raw.shape[-1] != expected:
+    raise ValueError(f"need {expected} parameter channels for C={channels}, "
+                     f"K={components}; got {raw.shape[-1]}")
+  lead = tf.shape(raw)[:-1]
+  n = channels * components
+  def part(start, rows):
+    return tf.reshape(raw[..., start:start + rows * components],
+                      tf.concat([lead, [rows, components]], 0))
+  num_coeffs = channels * (channels - 1) // 2
+  return (part(0, channels), part(n, channels), part(2 * n, channels),
+          tf.tanh(part(3 * n, num_coeffs)))

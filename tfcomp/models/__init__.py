@@ -1,0 +1,78 @@
+"""tfcomp's Keras models, one class per family, all with the same contract.
+
+    model(x, training) -> {"x_hat": reconstruction, "bits": [B], ...}
+    model.compress(...) -> streams;  model.decompress(streams, ...) -> image
+    model.get_config() -> constructor arguments (plain data)
+
+`FAMILIES` maps a family name to its class; `build(family, config)` constructs one, and
+`save` / `load` store a model as a single .npz of its config and weights (the zoo's format).
+"""
+import io
+import json
+
+import numpy as np
+import tensorflow as tf
+
+from tfcomp.models.l3c import L3C
+
+FAMILIES = {"l3c": L3C}
+
+
+def build(family, config):
+  """Constructs `family`'s model from a config dict (its constructor arguments)."""
+  try:
+    cls = FAMILIES[family]
+  except KeyError:
+    raise ValueError(f"unknown model family {family!r}; known: {sorted(FAMILIES)}") from None
+  return cls(**config)
+
+
+def build_variables(model):
+  """Creates a model's variables by running it once on a tiny input."""
+  side = getattr(model, "block_size", 8)
+  model(tf.zeros((1, side, side, 3), tf.uint8))
+
+
+def _weight_keys(model):
+  # Variable names start with the model's own (uniquified) name, e.g. "l3c_1/D1/...";
+  # the rest of the path identifies the weight.
+  return [v.name.split("/", 1)[-1] for v in model.weights]
+
+
+def to_bytes(model, family):
+  """A model as .npz bytes: family, config (JSON) and every weight by its path."""
+  arrays = {f"w:{k}": v.numpy() for k, v in zip(_weight_keys(model), model.weights)}
+  buffer = io.BytesIO()
+  np.savez_compressed(buffer, family=np.array(family), config=np.array(json.dumps(
+      model.get_config(), sort_keys=True)), **arrays)
+  return buffer.getvalue()
+
+
+def from_bytes(raw):
+  """Inverse of `to_bytes`; returns (family, model)."""
+  with np.load(io.BytesIO(raw)) as f:
+    family = str(f["family"])
+    model = build(family, json.loads(str(f["config"])))
+    build_variables(model)
+    stored = {k[2:]: f[k] for k in f.files if k.startswith("w:")}
+  names = _weight_keys(model)
+  if sorted(names) != sorted(stored):
+    missing = sorted(set(names) - set(stored))[:3]
+    extra = sorted(set(stored) - set(names))[:3]
+    raise ValueError(f"weights do not match the {family} model: missing {missing}, "
+                     f"unexpected {extra}")
+  for v, name in zip(model.weights, names):
+    if tuple(v.shape) != stored[name].shape:
+      raise ValueError(f"weight {name} has shape {stored[name].shape}, model needs {v.shape}")
+    v.assign(stored[name])
+  return family, model
+
+
+def save(model, family, path):
+  with open(path, "wb") as f:
+    f.write(to_bytes(model, family))
+
+
+def load(path):
+  with open(path, "rb") as f:
+    return from_bytes(f.read())

@@ -1,0 +1,178 @@
+"""The training loop every model family shares (driven by tools/train.py).
+
+    train crops --model(x, training=True)--> out --model.compute_loss--> loss, scalars
+    every checkpoint_every steps: checkpoint (model, optimizer, step) in logdir/ckpt
+    every eval_every steps: mean scalars on the eval images; best model -> logdir/model.npz
+
+A run resumes from logdir's latest checkpoint; `restore` starts a new run from another
+run's weights (a checkpoint directory or a model .npz). TensorBoard summaries go to
+logdir/train and logdir/eval.
+"""
+import dataclasses
+import json
+import math
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tfcomp import data, models
+
+
+@dataclasses.dataclass
+class TrainOptions:
+  train: str
+  logdir: str
+  eval: str = ""
+  steps: int = 10000
+  batch_size: int = 16
+  crop_size: int = 128
+  learning_rate: float = 5e-4
+  lr_half_life: int = 4000  # steps over which the learning rate halves
+  min_learning_rate: float = 1e-5
+  checkpoint_every: int = 200
+  eval_every: int = 500
+  eval_limit: int = 0  # evaluate on the first N images only (0: all)
+  summary_every: int = 50
+  seed: int = 0
+  restore: str = ""
+
+  def validate(self):
+    for name in ("steps", "batch_size", "crop_size", "checkpoint_every", "eval_every",
+                 "summary_every", "lr_half_life"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    if not self.learning_rate > 0:
+      raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+
+
+def learning_rate(options, step):
+  """Exponential decay with a half-life, floored at min_learning_rate."""
+  decayed = options.learning_rate * 0.5 ** (tf.cast(step, tf.float32) / options.lr_half_life)
+  return tf.maximum(decayed, options.min_learning_rate)
+
+
+def _eval_crop(image, block):
+  """Largest top-left crop whose sides are multiples of `block` (at least one block)."""
+  h = max(block, image.shape[0] // block * block)
+  w = max(block, image.shape[1] // block * block)
+  if image.shape[0] < h or image.shape[1] < w:
+    image = np.pad(image, ((0, max(0, h - image.shape[0])), (0, max(0, w - image.shape[1])),
+                           (0, 0)), mode="edge")
+  return image[:h, :w]
+
+
+def evaluate(model, images):
+  """Mean of the model's scalars over [(name, uint8 image)] (one image at a time)."""
+  block = getattr(model, "block_size", 1)
+  totals = {}
+  for _, image in images:
+    x = _eval_crop(image, block)[None]
+    out = model(tf.constant(x), training=False)
+    _, scalars = model.loss_and_scalars(x, out)
+    for k, v in scalars.items():
+      totals[k] = totals.get(k, 0.0) + float(v)
+  return {k: v / len(images) for k, v in totals.items()}
+
+
+def _restore_weights(model, family, source):
+  if source.endswith(".npz"):
+    restored_family, restored = models.load(source)
+    if restored_family != family or restored.get_config() != model.get_config():
+      raise ValueError(f"{source} holds a {restored_family} model with another config")
+    for v, w in zip(model.weights, restored.weights):
+      v.assign(w)
+    return
+  path = tf.train.latest_checkpoint(source) or source
+  tf.train.Checkpoint(model=model).restore(path).expect_partial()
+
+
+def train(family, config, options, log=print):
+  """Trains a `family` model built from `config`; returns the final eval scalars."""
+  options.validate()
+  tf.random.set_seed(options.seed)
+  model = models.build(family, config)
+  models.build_variables(model)
+  os.makedirs(options.logdir, exist_ok=True)
+  with open(os.path.join(options.logdir, "config.json"), "w") as f:
+    json.dump({"family": family, "config": model.get_config(),
+               "options": dataclasses.asdict(options)}, f, indent=2)
+
+  step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+  best = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_eval_loss")
+  optimizer = tf.keras.optimizers.Adam(learning_rate(options, 0))
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, best=best)
+  manager = tf.train.CheckpointManager(checkpoint, os.path.join(options.logdir, "ckpt"),
+                                       max_to_keep=3)
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint)
+    log(f"resumed from {manager.latest_checkpoint} at step {int(step)}")
+  elif options.restore:
+    _restore_weights(model, family, options.restore)
+    log(f"initialized from {options.restore}")
+
+  dataset = data.train_dataset(options.train, options.crop_size, options.batch_size,
+                               seed=options.seed + int(step), augment=True)
+  eval_images = (data.load_images(options.eval, limit=options.eval_limit or None)
+                 if options.eval else [])
+  eval_images = [(n, im) for n, im in eval_images if im.ndim == 3 and im.shape[2] == 3
+                 and im.dtype == np.uint8]
+  train_writer = tf.summary.create_file_writer(os.path.join(options.logdir, "train"))
+  eval_writer = tf.summary.create_file_writer(os.path.join(options.logdir, "eval"))
+
+  @tf.function
+  def train_step(x):
+    with tf.GradientTape() as tape:
+      out = model(x, training=True)
+      loss, scalars = model.loss_and_scalars(x, out)
+    variables = model.trainable_variables
+    grads = tape.gradient(loss, variables)
+    finite = tf.math.is_finite(loss)
+    # A non-finite loss (rare, early in training) becomes a zero update instead of
+    # poisoning every weight.
+    grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
+    optimizer.apply_gradients(zip(grads, variables))
+    return loss, scalars, finite
+
+  def run_eval():
+    scalars = evaluate(model, eval_images)
+    with eval_writer.as_default(step=int(step)):
+      for k, v in scalars.items():
+        tf.summary.scalar(k, v)
+    log(f"step {int(step)} eval " + " ".join(f"{k}={v:.4f}" for k, v in scalars.items()))
+    if scalars["loss"] < float(best):
+      best.assign(scalars["loss"])
+      models.save(model, family, os.path.join(options.logdir, "model.npz"))
+    return scalars
+
+  scalars = {}
+  started, started_step = time.time(), int(step)
+  for x in dataset:
+    if int(step) >= options.steps:
+      break
+    optimizer.learning_rate.assign(learning_rate(options, step))
+    loss, train_scalars, finite = train_step(x)
+    step.assign_add(1)
+    s = int(step)
+    if s % options.summary_every == 0 or s == 1:
+      with train_writer.as_default(step=s):
+        for k, v in train_scalars.items():
+          tf.summary.scalar(k, v)
+        tf.summary.scalar("learning_rate", optimizer.learning_rate)
+        if s % (options.summary_every * 10) == 0 or s == 1:
+          for k, v in model.summary_images(x, model(x, training=False)).items():
+            tf.summary.image(k, v, max_outputs=2)
+      rate = (s - started_step) / max(time.time() - started, 1e-9)
+      log(f"step {s} loss={float(loss):.4f}" + ("" if bool(finite) else " (skipped)") +
+          f" lr={float(optimizer.learning_rate):.2e} {rate:.2f} steps/s")
+    if s % options.checkpoint_every == 0:
+      manager.save(checkpoint_number=s)
+    if eval_images and s % options.eval_every == 0:
+      scalars = run_eval()
+  manager.save(checkpoint_number=int(step))
+  if eval_images and int(step) % options.eval_every:
+    scalars = run_eval()
+  elif not eval_images:
+    models.save(model, family, os.path.join(options.logdir, "model.npz"))
+  return scalars

@@ -1,0 +1,64 @@
+"""Trains a tfcomp model.
+
+    python tools/train.py --model l3c --config small --train ../shared/datasets/train \
+        --eval ../shared/datasets/kodak --logdir runs/l3c-small [--set num_blocks=2]
+
+The config is configs/<model>/<config>.json (or a path to a .json file): the model's
+constructor arguments; `--set key=value` overrides one (value parsed as JSON). Re-running
+with the same --logdir resumes; --restore starts from another run's weights. The best
+weights (by eval loss) land in <logdir>/model.npz; TensorBoard reads <logdir>.
+"""
+import json
+import os
+import sys
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from tfcomp import configs, training  # pylint: disable=wrong-import-position
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "model family, e.g. l3c")
+flags.DEFINE_string("config", "small", "config name under configs/<model>/, or a .json path")
+flags.DEFINE_multi_string("set", [], "override a config field: key=value (value is JSON)")
+flags.DEFINE_string("train", None, "training images: folder, glob or tfds:NAME")
+flags.DEFINE_string("eval", "", "evaluation images (folder, glob or tfds:NAME)")
+flags.DEFINE_string("logdir", None, "checkpoints, summaries and model.npz go here")
+flags.DEFINE_string("restore", "", "initialize from a checkpoint directory or model .npz")
+defaults = training.TrainOptions(train="", logdir="")
+flags.DEFINE_integer("steps", defaults.steps, "train until this global step")
+flags.DEFINE_integer("batch_size", defaults.batch_size, "crops per step")
+flags.DEFINE_integer("crop_size", defaults.crop_size, "side of the square training crops")
+flags.DEFINE_float("lr", defaults.learning_rate, "initial Adam learning rate")
+flags.DEFINE_integer("lr_half_life", defaults.lr_half_life, "steps per halving of the lr")
+flags.DEFINE_float("min_lr", defaults.min_learning_rate, "learning-rate floor")
+flags.DEFINE_integer("checkpoint_every", defaults.checkpoint_every, "steps between checkpoints")
+flags.DEFINE_integer("eval_every", defaults.eval_every, "steps between evaluations")
+flags.DEFINE_integer("eval_limit", 0, "evaluate on the first N eval images only (0: all)")
+flags.DEFINE_integer("summary_every", defaults.summary_every, "steps between summaries")
+flags.DEFINE_integer("seed", 0, "seed of the crops and the initialization")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  for name in ("model", "train", "logdir"):
+    if not getattr(FLAGS, name):
+      raise app.UsageError(f"--{name} is required")
+  config = configs.load(FLAGS.model, FLAGS.config, FLAGS.set)
+  options = training.TrainOptions(
+      train=FLAGS.train, logdir=FLAGS.logdir, eval=FLAGS.eval, steps=FLAGS.steps,
+      batch_size=FLAGS.batch_size, crop_size=FLAGS.crop_size, learning_rate=FLAGS.lr,
+      lr_half_life=FLAGS.lr_half_life, min_learning_rate=FLAGS.min_lr,
+      checkpoint_every=FLAGS.checkpoint_every, eval_every=FLAGS.eval_every,
+      eval_limit=FLAGS.eval_limit, summary_every=FLAGS.summary_every, seed=FLAGS.seed,
+      restore=FLAGS.restore)
+  print(f"training {FLAGS.model} {json.dumps(config)}", flush=True)
+  scalars = training.train(FLAGS.model, config, options,
+                           log=lambda line: print(line, flush=True))
+  print(json.dumps(scalars))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,130 @@
+"""Evaluates a tfcomp model on a dataset: estimated rates, and real ones with --real_bpp.
+
+    python tools/val.py --model l3c-small-v1 ../shared/datasets/kodak [--real_bpp]
+    python tools/val.py --weights runs/l3c-small/model.npz "kodak/*.png" --real_bpp
+
+DATASET is a folder, an (escaped) glob or tfds:NAME. Per image it reports the estimated
+rate from the model's cross-entropy (bits of the coded tiles; bpsp for lossless models, bpp
+for lossy ones). --real_bpp also writes the real file, decodes it, checks the result
+(bit-exact for lossless models; identical to the estimate path's reconstruction for lossy
+ones) and reports the real rate from the file size, its overhead over the estimate, and the
+encode and decode seconds. Results: <out>/measures.csv (per image) and <out>/results.json
+(means); --save_ours writes reconstructions to <out>/imgs; --sample DIR writes the L3C
+paper's samples (each image re-drawn from each auxiliary scale upward).
+"""
+import csv
+import json
+import os
+import sys
+import time
+
+import numpy as np
+from absl import app, flags
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+# pylint: disable=wrong-import-position
+from tfcomp import codecs, data, io as tfcomp_io, metrics, zoo
+from tfcomp.codecs import lossless
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "zoo model name (see `tfcomp models`)")
+flags.DEFINE_string("weights", None, "a lossless model .npz written by tools/train.py "
+                    "(instead of --model)")
+flags.DEFINE_bool("real_bpp", False, "write real files, decode and verify them")
+flags.DEFINE_string("out", "val_out", "folder for measures.csv, results.json and imgs/")
+flags.DEFINE_bool("save_ours", False, "write the reconstructions to <out>/imgs")
+flags.DEFINE_string("sample", None, "write the paper's samples to this folder (L3C)")
+flags.DEFINE_integer("limit", 0, "evaluate the first N images only (0: all)")
+
+
+def load_codec(model, weights):
+  if bool(model) == bool(weights):
+    raise app.UsageError("give exactly one of --model and --weights")
+  if weights:
+    return lossless.LosslessModelCodec(os.path.splitext(os.path.basename(weights))[0],
+                                       weights)
+  try:
+    return zoo.load(model)
+  except KeyError as e:
+    raise app.UsageError(str(e.args[0])) from None
+
+
+def evaluate_image(codec, name, image, real):
+  """One row of measures for `image`; raises AssertionError if a real decode is wrong."""
+  h, w, c = image.shape
+  unit = h * w * c if codec.lossless else h * w
+  rate = "bpsp" if codec.lossless else "bpp"
+  estimate = codec.estimate(image)
+  row = {"image": name, "height": h, "width": w, "channels": c,
+         f"estimated_{rate}": estimate["bits"] / unit}
+  x_hat = estimate.get("x_hat", image)
+  if not codec.lossless:
+    row["psnr"] = metrics.psnr(image, x_hat)
+    row["ms_ssim"] = metrics.ms_ssim(image, x_hat) if min(h, w) >= 161 else None
+  if real:
+    started = time.perf_counter()
+    encoded = codecs.compress(image, codec)
+    encode_s = time.perf_counter() - started
+    started = time.perf_counter()
+    decoded, _ = codecs.decompress(encoded, lambda _: codec)
+    decode_s = time.perf_counter() - started
+    if not np.array_equal(decoded, x_hat):
+      raise AssertionError(f"{name}: the decoded image differs from the "
+                           f"{'input' if codec.lossless else 'estimate path reconstruction'}")
+    row[f"real_{rate}"] = 8 * len(encoded) / unit
+    row["overhead_percent"] = 100 * (row[f"real_{rate}"] / row[f"estimated_{rate}"] - 1)
+    row["encode_s"] = encode_s
+    row["decode_s"] = decode_s
+    x_hat = decoded
+  return row, x_hat
+
+
+def write_samples(codec, name, image, folder):
+  model = codec.model
+  stem = os.path.splitext(os.path.basename(name))[0]
+  tile = codec._padded_tile(image)  # pylint: disable=protected-access
+  tfcomp_io.write_png(os.path.join(folder, f"{stem}_original.png"), image)
+  for s in range(1, model.num_scales + 1):
+    drawn = np.asarray(model.sample(tile, s))[0, :image.shape[0], :image.shape[1]]
+    tfcomp_io.write_png(os.path.join(folder, f"{stem}_from_z{s}.png"),
+                        drawn[..., :image.shape[2]])
+
+
+def main(argv):
+  if len(argv) != 2:
+    raise app.UsageError("give one DATASET (a folder, an escaped glob or tfds:NAME)")
+  codec = load_codec(FLAGS.model, FLAGS.weights)
+  if FLAGS.sample and not hasattr(getattr(codec, "model", None), "sample"):
+    raise app.UsageError(f"--sample needs a model that can sample; {codec.name} cannot")
+  images = data.load_images(argv[1], limit=FLAGS.limit or None)
+  os.makedirs(FLAGS.out, exist_ok=True)
+  for folder in ([os.path.join(FLAGS.out, "imgs")] if FLAGS.save_ours else []) + (
+      [FLAGS.sample] if FLAGS.sample else []):
+    os.makedirs(folder, exist_ok=True)
+  rows = []
+  for name, image in images:
+    row, x_hat = evaluate_image(codec, name, image, FLAGS.real_bpp)
+    rows.append(row)
+    print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                   for k, v in row.items()), flush=True)
+    if FLAGS.save_ours:
+      stem = os.path.splitext(name.replace(os.sep, "_"))[0]
+      tfcomp_io.write_png(os.path.join(FLAGS.out, "imgs", f"{stem}.png"), x_hat)
+    if FLAGS.sample:
+      write_samples(codec, name, image, FLAGS.sample)
+  keys = list(rows[0])
+  with open(os.path.join(FLAGS.out, "measures.csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, keys)
+    writer.writeheader()
+    writer.writerows(rows)
+  means = {k: float(np.mean([r[k] for r in rows if r[k] is not None]))
+           for k in keys if isinstance(rows[0][k], float) or rows[0][k] is None}
+  results = {"model": codec.name, "dataset": argv[1], "images": len(rows), "mean": means}
+  with open(os.path.join(FLAGS.out, "results.json"), "w") as f:
+    json.dump(results, f, indent=2)
+  print("mean " + " ".join(f"{k}={v:.4f}" for k, v in means.items()))
+
+
+if __name__ == "__main__":
+  app.run(main)
