@@ -62,3 +62,42 @@ def test_in_process_streams_match_the_other_process(tmp_path):
       (tmp_path / "stream.mix").read_bytes()).digest()
   here = codecs.compress(testing.smooth_image(120, 77, 3, seed=6), zoo.load(zoo.DEFAULT))
   assert here == (tmp_path / "stream.tfc").read_bytes()
+
+
+L3C_SCRIPT = r"""
+import sys
+import numpy as np
+import tensorflow as tf
+tf.config.threading.set_intra_op_parallelism_threads(int(sys.argv[1]))
+tf.config.threading.set_inter_op_parallelism_threads(int(sys.argv[1]))
+from tfcomp import codecs, testing
+from tfcomp.codecs import lossless
+mode, weights, path = sys.argv[2:5]
+codec = lossless.LosslessModelCodec("l3c-tiny", weights)
+image = testing.smooth_image(200, 150, 3, seed=11)
+if mode == "encode":
+  with open(path, "wb") as f:
+    f.write(codecs.compress(image, codec))
+else:
+  with open(path, "rb") as f:
+    decoded, _ = codecs.decompress(f.read(), lambda _: codec)
+  assert (decoded == image).all()
+"""
+
+
+def test_l3c_files_decode_in_another_process_with_other_threads(tmp_path):
+  """The network's float outputs feed the coder: both sides must compute them alike."""
+  from tfcomp import models  # pylint: disable=import-outside-toplevel
+  model = models.L3C(num_features=8, num_blocks=1, num_components=3)
+  models.build_variables(model)
+  weights = tmp_path / "tiny.npz"
+  models.save(model, "l3c", weights)
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  def run(threads, mode):
+    result = subprocess.run([sys.executable, "-c", L3C_SCRIPT, str(threads), mode,
+                             str(weights), str(tmp_path / "image.tfc")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+  run(1, "encode")
+  run(2, "decode")
+  run(1, "decode")

@@ -37,7 +37,7 @@ def _parser():
   sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
   c = sub.add_parser("compress", help="compress an image into a .tfc file")
   c.add_argument("--model", default=None, help="zoo model (default: the default lossless "
-                 "model; see `tfcomp models`)")
+                 "model, or fixedpred-v1 for images it cannot code; see `tfcomp models`)")
   c.add_argument("input")
   c.add_argument("output")
   d = sub.add_parser("decompress", help="decompress a .tfc file into a PNG")
@@ -66,9 +66,10 @@ def _read_bytes(path):
 
 def cmd_compress(args, out):
   from tfcomp import codecs, io, zoo  # pylint: disable=import-outside-toplevel
-  name = args.model or zoo.DEFAULT
-  zoo.get(name)  # unknown names fail before any image work
+  if args.model:
+    zoo.get(args.model)  # unknown names fail before any image work
   image = io.read_image(args.input)
+  name = args.model or zoo.default_for(image)
   data = codecs.compress(image, zoo.load(name))
   io.write_atomic(args.output, data)
   g = codecs.geometry_of(image)
@@ -148,9 +149,10 @@ def main(argv=None, out=None, err=None):
   for name in ("imagecodecs", "absl", "tensorflow"):
     logging.getLogger(name).setLevel(logging.CRITICAL)
   from tfcomp import codecs, container, io  # pylint: disable=import-outside-toplevel
+  from tfcomp.models import BackendError  # pylint: disable=import-outside-toplevel
   from tfcomp.ops import OpsNotBuiltError  # pylint: disable=import-outside-toplevel
   expected = (io.ImageError, codecs.UnsupportedImageError, container.FormatError,
-              OpsNotBuiltError, OSError, KeyError, ValueError)
+              OpsNotBuiltError, BackendError, OSError, KeyError, ValueError)
   try:
     COMMANDS[args.command](args, out)
   except UsageError as e:

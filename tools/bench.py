@@ -16,8 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app, flags  # pylint: disable=g-import-not-at-top
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import benchmarks_md  # pylint: disable=g-import-not-at-top
-from tfcomp import bench  # pylint: disable=g-import-not-at-top
+from tfcomp import bench  # pylint: disable=g-import-not-at-top  (before TensorFlow)
+import benchmarks_md  # pylint: disable=g-import-not-at-top,wrong-import-order
 
 MODE = flags.DEFINE_enum("mode", None, ["lossless", "lossy"], "which benchmark")
 IMAGES = flags.DEFINE_string("images", None, "comma-separated image specs")

@@ -40,6 +40,7 @@ class LosslessModelCodec(codecs.Codec):
   lossless = True
 
   def __init__(self, name, weights_path):
+    models.check_deterministic_backend()
     self.name = name
     with open(weights_path, "rb") as f:
       raw = f.read()

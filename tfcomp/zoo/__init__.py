@@ -39,6 +39,9 @@ ENTRIES = (
 _BY_NAME = {e.name: e for e in ENTRIES}
 
 DEFAULT = "fixedpred-v1"  # what `tfcomp compress` uses without --model
+# Codes every image kind (1-4 channels, 8/16 bits); `tfcomp compress` without --model falls
+# back to it for images the default model cannot code.
+UNIVERSAL = "fixedpred-v1"
 
 
 def names():
@@ -51,6 +54,16 @@ def get(name):
     return _BY_NAME[name]
   except KeyError:
     raise KeyError(f"unknown model {name!r}; known models: {', '.join(names())}") from None
+
+
+def default_for(image):
+  """The model `tfcomp compress` uses for `image` when none is named."""
+  from tfcomp import codecs  # pylint: disable=import-outside-toplevel
+  try:
+    load(DEFAULT).check_image(image)
+  except codecs.UnsupportedImageError:
+    return UNIVERSAL
+  return DEFAULT
 
 
 @functools.lru_cache(maxsize=None)
