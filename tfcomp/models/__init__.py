@@ -14,9 +14,10 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tfcomp.models.hyperprior import Hyperprior
 from tfcomp.models.l3c import L3C
 
-FAMILIES = {"l3c": L3C}
+FAMILIES = {"l3c": L3C, "hyperprior": Hyperprior}
 
 
 class BackendError(RuntimeError):
@@ -58,14 +59,21 @@ def build_variables(model):
 
 
 def _weight_keys(model):
-  # Variable names start with the model's own (uniquified) name, e.g. "l3c_1/D1/...";
-  # the rest of the path identifies the weight.
-  return [v.name.split("/", 1)[-1] for v in model.weights]
+  # Keras prefixes layer variables with the model's uniquified name ("l3c_1/..."), which
+  # says nothing about the weight.
+  prefix = model.name + "/"
+  return [f"w{i:04d}:{v.name[len(prefix):] if v.name.startswith(prefix) else v.name}"
+          for i, v in enumerate(model.weights)]
 
 
 def to_bytes(model, family):
-  """A model as .npz bytes: family, config (JSON) and every weight by its path."""
-  arrays = {f"w:{k}": v.numpy() for k, v in zip(_weight_keys(model), model.weights)}
+  """A model as .npz bytes: family, config (JSON) and every weight, in `model.weights` order.
+
+  Weights are keyed by position and name ("w0007:layer_0/bias:0"): variable names alone
+  are not unique (tensorflow-compression's layers and modules do not nest them), while
+  the order is fixed by the model's constructor.
+  """
+  arrays = {k: v.numpy() for k, v in zip(_weight_keys(model), model.weights)}
   buffer = io.BytesIO()
   np.savez_compressed(buffer, family=np.array(family), config=np.array(json.dumps(
       model.get_config(), sort_keys=True)), **arrays)
@@ -78,17 +86,16 @@ def from_bytes(raw):
     family = str(f["family"])
     model = build(family, json.loads(str(f["config"])))
     build_variables(model)
-    stored = {k[2:]: f[k] for k in f.files if k.startswith("w:")}
-  names = _weight_keys(model)
-  if sorted(names) != sorted(stored):
-    missing = sorted(set(names) - set(stored))[:3]
-    extra = sorted(set(stored) - set(names))[:3]
-    raise ValueError(f"weights do not match the {family} model: missing {missing}, "
-                     f"unexpected {extra}")
-  for v, name in zip(model.weights, names):
-    if tuple(v.shape) != stored[name].shape:
-      raise ValueError(f"weight {name} has shape {stored[name].shape}, model needs {v.shape}")
-    v.assign(stored[name])
+    stored = sorted((k, f[k]) for k in f.files if k.startswith("w"))
+  expected = _weight_keys(model)
+  if [k for k, _ in stored] != expected:
+    mismatch = next((f"{k} vs {e}" for (k, _), e in zip(stored, expected) if k != e),
+                    f"{len(stored)} stored, {len(expected)} needed")
+    raise ValueError(f"weights do not match the {family} model: {mismatch}")
+  for v, (key, value) in zip(model.weights, stored):
+    if v.shape.is_fully_defined() and tuple(v.shape) != value.shape:
+      raise ValueError(f"weight {key} has shape {value.shape}, the model needs {v.shape}")
+    v.assign(value)
   return family, model
 
 

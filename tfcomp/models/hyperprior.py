@@ -1,0 +1,204 @@
+"""Scale and mean-scale hyperprior codecs on tensorflow-compression's entropy models.
+
+Ballé, Minnen, Singh, Hwang, Johnston, "Variational Image Compression with a Scale
+Hyperprior", ICLR 2018 (variant "scale"); Minnen, Ballé, Toderici, "Joint Autoregressive
+and Hierarchical Priors for Learned Image Compression", NeurIPS 2018, without the
+autoregressive context (variant "mean_scale").
+
+    x --g_a--> y --h_a--> z --Q--> z_hat            (z: deep factorized prior)
+                                     |
+                                    h_s --> mu (mean_scale), sigma index
+    y --Q around mu--> y_hat --g_s--> x_hat         (y: Gaussian given mu, sigma)
+
+g_a / g_s: four 5x5 stride-2 convolutions with GDN / IGDN; h_a / h_s: 3x3 then two 5x5
+stride-2 (transposed) convolutions with ReLUs. The scale variant feeds |y| to h_a and
+predicts scales only. Training minimizes rate + lmbda * distortion; `make_compressible()`
+then freezes the range-coding tables into variables that ship with the weights.
+"""
+import tensorflow as tf
+import tensorflow_compression as tfc
+
+VARIANTS = ("scale", "mean_scale")
+DISTORTIONS = ("mse", "ms_ssim")
+
+
+def _conv(filters, kernel, down=1, up=1, activation=None, bias=True, name=None):
+  return tfc.SignalConv2D(filters, (kernel, kernel), corr=up == 1, strides_down=down,
+                          strides_up=up, padding="same_zeros", use_bias=bias,
+                          activation=activation, name=name)
+
+
+class Hyperprior(tf.keras.Model):
+  """Scale / mean-scale hyperprior image codec (see the module docstring).
+
+  Args:
+    num_filters: N, channels of g_a / g_s.
+    latent_channels: M, channels of y.
+    hyper_filters: channels of h_a / h_s and of z.
+    variant: "scale" (Ballé 2018) or "mean_scale" (Minnen 2018, no autoregression).
+    distortion: "mse" or "ms_ssim" (1 - MS-SSIM, for the loss only).
+    lmbda: rate-distortion weight: loss = bpp + lmbda * distortion, with MSE on 0..255
+      values or 1 - MS-SSIM.
+    num_scales, scale_min, scale_max: the table of Gaussian scales y's coder uses.
+    compression: build the range-coding tables (after training; see make_compressible).
+  """
+
+  def __init__(self, num_filters=128, latent_channels=192, hyper_filters=128,
+               variant="mean_scale", distortion="mse", lmbda=0.01, num_scales=64,
+               scale_min=0.11, scale_max=256.0, compression=False, **kwargs):
+    super().__init__(**kwargs)
+    if variant not in VARIANTS:
+      raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if distortion not in DISTORTIONS:
+      raise ValueError(f"distortion must be one of {DISTORTIONS}, got {distortion!r}")
+    for arg, value in (("num_filters", num_filters), ("latent_channels", latent_channels),
+                       ("hyper_filters", hyper_filters), ("num_scales", num_scales - 1)):
+      if value < 1:
+        raise ValueError(f"{arg} is too small: {value}")
+    if not 0 < scale_min < scale_max:
+      raise ValueError(f"need 0 < scale_min < scale_max, got {scale_min}, {scale_max}")
+    if not lmbda > 0:
+      raise ValueError(f"lmbda must be positive, got {lmbda}")
+    self.num_filters = int(num_filters)
+    self.latent_channels = int(latent_channels)
+    self.hyper_filters = int(hyper_filters)
+    self.variant = variant
+    self.distortion = distortion
+    self.lmbda = float(lmbda)
+    self.num_scales = int(num_scales)
+    self.scale_min = float(scale_min)
+    self.scale_max = float(scale_max)
+    self.compression = False
+
+    n, m, h = self.num_filters, self.latent_channels, self.hyper_filters
+    self.g_a = tf.keras.Sequential(
+        [_conv(n, 5, down=2, activation=tfc.GDN(name=f"gdn_{i}"), name=f"layer_{i}")
+         for i in range(3)] + [_conv(m, 5, down=2, name="layer_3")], name="g_a")
+    self.g_s = tf.keras.Sequential(
+        [_conv(n, 5, up=2, activation=tfc.GDN(inverse=True, name=f"igdn_{i}"),
+               name=f"layer_{i}") for i in range(3)] + [_conv(3, 5, up=2, name="layer_3")],
+        name="g_s")
+    self.h_a = tf.keras.Sequential([
+        _conv(h, 3, activation=tf.nn.relu, name="layer_0"),
+        _conv(h, 5, down=2, activation=tf.nn.relu, name="layer_1"),
+        _conv(h, 5, down=2, bias=False, name="layer_2")], name="h_a")
+    outputs = m if variant == "scale" else 2 * m
+    self.h_s = tf.keras.Sequential([
+        _conv(h, 5, up=2, activation=tf.nn.relu, name="layer_0"),
+        _conv(h * 3 // 2 if variant == "mean_scale" else h, 5, up=2, activation=tf.nn.relu,
+              name="layer_1"),
+        _conv(outputs, 3, name="layer_2")], name="h_s")
+    self.hyperprior = tfc.NoisyDeepFactorized(batch_shape=(h,))
+    self.build((None, None, None, 3))
+    if compression:
+      self.make_compressible()
+
+  def get_config(self):
+    return {"num_filters": self.num_filters, "latent_channels": self.latent_channels,
+            "hyper_filters": self.hyper_filters, "variant": self.variant,
+            "distortion": self.distortion, "lmbda": self.lmbda, "num_scales": self.num_scales,
+            "scale_min": self.scale_min, "scale_max": self.scale_max,
+            "compression": self.compression}
+
+  @property
+  def block_size(self):
+    """Image sides are padded to multiples of this (g_a and h_a downsample 64x)."""
+    return 64
+
+  def scale_fn(self, i):
+    """Scale of table index i: geometric from scale_min to scale_max."""
+    log_min = tf.math.log(self.scale_min)
+    step = (tf.math.log(self.scale_max) - log_min) / (self.num_scales - 1.0)
+    return tf.math.exp(log_min + step * i)
+
+  def _entropy_models(self, compression):
+    side = tfc.ContinuousBatchedEntropyModel(self.hyperprior, coding_rank=3,
+                                             compression=compression)
+    main = tfc.LocationScaleIndexedEntropyModel(tfc.NoisyNormal, self.num_scales,
+                                                self.scale_fn, coding_rank=3,
+                                                compression=compression)
+    return side, main
+
+  def make_compressible(self):
+    """Freezes the range-coding tables (from the trained prior) into variables."""
+    self.side_entropy_model, self.entropy_model = self._entropy_models(compression=True)
+    self.compression = True
+
+  def _mean_and_index(self, z_hat, y_shape):
+    params = self.h_s(z_hat)[:, :y_shape[0], :y_shape[1], :]
+    if self.variant == "scale":
+      return None, params
+    mean, index = tf.split(params, 2, axis=-1)
+    return mean, index
+
+  def call(self, x, training=False):
+    """Rate and reconstruction of images x [B, H, W, 3] (0..255, sides multiples of 64).
+
+    Returns {"x_hat", "bits": [B] (y and z), "bits_y", "bits_z", "bpp", "mse", "scales"}.
+    Without training, y and z are rounded (z to the prior's grid) exactly as when coding.
+    """
+    x = tf.cast(x, tf.float32)
+    side, main = ((self.side_entropy_model, self.entropy_model) if self.compression
+                  else self._entropy_models(compression=False))
+    y = self.g_a(x / 255.0)
+    z = self.h_a(tf.abs(y) if self.variant == "scale" else y)
+    z_hat, bits_z = side(z, training=training)
+    mean, index = self._mean_and_index(z_hat, tf.shape(y)[1:3])
+    y_hat, bits_y = main(y, index, loc=mean, training=training)
+    x_hat = self.g_s(y_hat) * 255.0
+    pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
+    bits = bits_y + bits_z
+    return {"x_hat": x_hat, "bits": bits, "bits_y": bits_y, "bits_z": bits_z,
+            "bpp": tf.reduce_sum(bits) / pixels,
+            "mse": tf.reduce_mean(tf.math.squared_difference(x, x_hat)),
+            "scales": self.scale_fn(tf.clip_by_value(index, 0, self.num_scales - 1))}
+
+  def loss_and_scalars(self, x, out):
+    """bpp + lmbda * distortion, and rate, distortion and PSNR to log."""
+    x = tf.cast(x, tf.float32)
+    x_hat = tf.clip_by_value(out["x_hat"], 0, 255)
+    psnr = tf.reduce_mean(tf.image.psnr(x, x_hat, 255.0))
+    scalars = {"bpp": out["bpp"], "mse": out["mse"], "psnr": psnr}
+    if self.distortion == "mse":
+      distortion = out["mse"]
+    else:
+      ms_ssim = tf.reduce_mean(tf.image.ssim_multiscale(x, out["x_hat"], 255.0))
+      scalars["ms_ssim"] = ms_ssim
+      distortion = 1.0 - ms_ssim
+    loss = out["bpp"] + self.lmbda * distortion
+    scalars["loss"] = loss
+    return loss, scalars
+
+  def summary_images(self, x, out):
+    """Inputs, reconstructions and the predicted scales (mean over channels, log)."""
+    scales = tf.reduce_mean(tf.math.log(out["scales"]), axis=-1, keepdims=True)
+    lo, hi = tf.math.log(self.scale_min), tf.math.log(self.scale_max)
+    return {"x": tf.cast(x, tf.uint8), "x_hat": tf.saturate_cast(tf.round(out["x_hat"]),
+                                                                  tf.uint8),
+            "scales": (scales - lo) / (hi - lo)}
+
+  # -- real bitstreams ----------------------------------------------------------------------
+
+  def _check_compressible(self):
+    if not self.compression:
+      raise ValueError("call make_compressible() before coding: the range-coding tables "
+                       "are frozen after training")
+
+  def compress(self, x):
+    """Strings (y, z) and the shapes of y and z for one padded image x [1, Hp, Wp, 3]."""
+    self._check_compressible()
+    y = self.g_a(tf.cast(x, tf.float32) / 255.0)
+    z = self.h_a(tf.abs(y) if self.variant == "scale" else y)
+    y_shape, z_shape = tf.shape(y)[1:3], tf.shape(z)[1:3]
+    z_hat = self.side_entropy_model.quantize(z)
+    mean, index = self._mean_and_index(z_hat, y_shape)
+    string_y = self.entropy_model.compress(y, index, loc=mean)
+    return string_y, self.side_entropy_model.compress(z), y_shape, z_shape
+
+  def decompress(self, string_y, string_z, y_shape, z_shape):
+    """x_hat float [1, Hp, Wp, 3] (0..255, unrounded) from `compress`'s outputs."""
+    self._check_compressible()
+    z_hat = self.side_entropy_model.decompress(string_z, z_shape)
+    mean, index = self._mean_and_index(z_hat, y_shape)
+    y_hat = self.entropy_model.decompress(string_y, index, loc=mean)
+    return self.g_s(y_hat) * 255.0
