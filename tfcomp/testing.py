@@ -1,11 +1,16 @@
 """Helpers shared by tfcomp's tests and its fuzzing and benchmark tools."""
 import dataclasses
 import functools
+import os
 
 import numpy as np
 import tensorflow as tf
 
 from tfcomp import codecs, container, ops, zoo
+from tfcomp import io as tfcomp_io
+
+SAMPLE_IMAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "samples",
+                            "kodim23-crop.png")
 
 
 def smooth_image(height, width, channels=3, dtype=np.uint8, seed=0):
@@ -21,6 +26,19 @@ def smooth_image(height, width, channels=3, dtype=np.uint8, seed=0):
     base += rng.normal(0, 0.01, (height, width))
     planes.append(np.clip(base, 0, 1) * top)
   return np.rint(np.stack(planes, -1)).astype(dtype)
+
+
+def photo_mosaic(height, width):
+  """An 8-bit RGB photo of any size: the shipped sample photo, mirrored to fill the frame.
+
+  Natural-image statistics (unlike smooth_image) for benchmarking large images where
+  the datasets are absent.
+  """
+  tile = tfcomp_io.read_image(SAMPLE_IMAGE)[..., :3]
+  reps = (-(-height // tile.shape[0]), -(-width // tile.shape[1]))
+  band = np.concatenate([tile[:, ::(-1) ** j] for j in range(reps[1])], axis=1)
+  image = np.concatenate([band[::(-1) ** i] for i in range(reps[0])], axis=0)
+  return np.ascontiguousarray(image[:height, :width])
 
 
 def random_tables(rng, num_tables, max_symbols, precision=16, min_symbols=1):
