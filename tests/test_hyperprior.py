@@ -41,3 +41,30 @@ def test_config_and_weights_round_trip_with_the_tables():
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   with pytest.raises(ValueError, match="variant"):
     models.Hyperprior(variant="autoregressive")
+
+
+@pytest.fixture(scope="module")
+def tiny_codec(tmp_path_factory):
+  from tfcomp.codecs import lossy  # pylint: disable=import-outside-toplevel
+  tf.random.set_seed(2)
+  model = models.Hyperprior(**TINY)
+  model.make_compressible()
+  path = tmp_path_factory.mktemp("hyperprior") / "tiny.npz"
+  models.save(model, "hyperprior", path)
+  return lossy.LossyModelCodec("hyperprior-tiny", str(path))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (37, 23, 3), (37, 23, 1), (70, 130, 3)])
+def test_files_decode_to_the_estimate_paths_reconstruction(tiny_codec, shape):
+  from tfcomp import codecs  # pylint: disable=import-outside-toplevel
+  image = testing.smooth_image(*shape, seed=3)
+  decoded, _ = codecs.decompress(codecs.compress(image, tiny_codec), lambda _: tiny_codec)
+  assert decoded.shape == image.shape and decoded.dtype == np.uint8
+  np.testing.assert_array_equal(decoded, tiny_codec.estimate(image)["x_hat"])
+
+
+def test_damaged_files_raise_a_clear_error(tiny_codec):
+  from tfcomp import codecs, container  # pylint: disable=import-outside-toplevel
+  data = codecs.compress(testing.smooth_image(64, 64, 3, seed=4), tiny_codec)
+  with pytest.raises(container.FormatError):
+    codecs.decompress(data[:-5], lambda _: tiny_codec)
