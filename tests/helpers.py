@@ -9,3 +9,14 @@ def run_cli(*argv):
   out, err = _io.StringIO(), _io.StringIO()
   status = cli.main([str(a) for a in argv], out, err)
   return status, out.getvalue(), err.getvalue()
+
+
+def roundtrip(codec, image):
+  """Codes `image` into a file and back; asserts the result is bit-exact."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from tfcomp import codecs  # pylint: disable=import-outside-toplevel
+  data = codecs.compress(image, codec)
+  decoded, parsed = codecs.decompress(data, lambda _: codec)
+  np.testing.assert_array_equal(decoded, image)
+  assert decoded.dtype == image.dtype and decoded.shape == image.shape
+  return data, parsed

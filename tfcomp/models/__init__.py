@@ -16,8 +16,9 @@ import tensorflow as tf
 
 from tfcomp.models.hyperprior import Hyperprior
 from tfcomp.models.l3c import L3C
+from tfcomp.models.srec import SReC
 
-FAMILIES = {"l3c": L3C, "hyperprior": Hyperprior}
+FAMILIES = {"l3c": L3C, "hyperprior": Hyperprior, "srec": SReC}
 
 
 class BackendError(RuntimeError):

@@ -1,0 +1,47 @@
+"""SReC specifics: the pyramid, gradients and bit accounting per part.
+
+The codec contract (round trips, damaged files, ...) is in test_lossless_models.py.
+"""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfcomp import models, testing
+from tfcomp.models import srec
+
+TINY = {"num_features": 8, "num_blocks": 1, "num_components": 3}
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (6, 3)])
+def test_pyramid_sums_rounds_and_recovers_every_level(shape):
+  y = tf.constant(np.random.default_rng(0).integers(0, 256, (1,) + shape + (3,)), tf.int32)
+  s = srec.block_sum(y)
+  assert s.shape[1:3] == ((shape[0] + 1) // 2, (shape[1] + 1) // 2)
+  avg = srec.round_average(s)
+  delta = s - 4 * avg
+  assert np.all((delta.numpy() >= -1) & (delta.numpy() <= 2))
+  np.testing.assert_array_equal(avg.numpy(), np.floor(s.numpy() / 4 + 0.5 - 1e-9))
+  tl, tr, bl, br = srec.quarters(y)
+  np.testing.assert_array_equal((tl + tr + bl + br).numpy(), s.numpy())
+
+
+def test_gradients_reach_every_weight_and_parts_add_up():
+  model = models.SReC(**TINY)
+  x = tf.constant(testing.smooth_image(32, 48, 3, seed=2)[None])
+  with tf.GradientTape() as tape:
+    out = model(x, training=True)
+  grads = tape.gradient(out["bpsp"], model.trainable_variables)
+  assert not [v.name for v, g in zip(model.trainable_variables, grads) if g is None]
+  parts = out["bits_per_level"]
+  np.testing.assert_allclose(float(out["bits"][0]), sum(float(b[0]) for b in parts.values()),
+                             rtol=1e-5)
+  # Uniform parts: 8 bits per top-level subpixel, 2 per subpixel of each level's deltas.
+  assert float(parts["y3"][0]) == 4 * 6 * 3 * 8
+  assert float(parts["delta1"][0]) == 16 * 24 * 3 * 2
+
+
+def test_config_round_trips_and_rejects_bad_values():
+  model = models.SReC(**TINY)
+  assert models.SReC(**model.get_config()).get_config() == model.get_config()
+  with pytest.raises(ValueError, match="num_levels"):
+    models.SReC(num_levels=0)

@@ -1,0 +1,323 @@
+"""SReC: lossless image compression through super-resolution.
+
+Cao, Wu, Krähenbühl, "Lossless Image Compression through Super-Resolution", 2020.
+
+An average-pooled pyramid: y_0 is the image, s_{l+1} the sum of each 2x2 block of y_l
+(odd sides repeat their last row / column), y_{l+1} = round(s_{l+1} / 4) (halves round
+down) and delta_{l+1} = s_{l+1} - 4 y_{l+1} in {-1, 0, 1, 2}.
+
+    y_S                                    uniform over 256 levels
+    for l = S-1 .. 0:
+      delta_{l+1}                          uniform over 4 levels -> s_{l+1} exactly
+      TL  <- net_l,0(s_{l+1})               each a discretized logistic mixture over RGB
+      TR  <- net_l,1(s_{l+1}, TL)           (channel-autoregressive), at the resolution
+      BL  <- net_l,2(s_{l+1}, TL, TR)       of s_{l+1}
+      BR  =  s_{l+1} - TL - TR - BL         (no bits)
+
+Each net is an EDSR decoder fed the normalized average and the block's pixels coded so far,
+plus the features of the previous sub-step (upsampled between levels), with L3C's atrous
+classifier on top. One decoding step per sub-step: 3 S network passes per image.
+"""
+import numpy as np
+import tensorflow as tf
+
+from tfcomp import ops
+from tfcomp.entropy import DiscretizedLogisticMixture, num_params, split_params
+from tfcomp.models import layers
+
+LEVELS = 256
+DELTAS = 4  # delta + 1 in {0, 1, 2, 3}
+UNIFORM_PRECISION = 16
+
+
+def pad_even(y):
+  """Repeats the last row / column of y [B, h, w, C] where h / w is odd."""
+  shape = tf.shape(y)
+  return tf.pad(y, [[0, 0], [0, shape[1] % 2], [0, shape[2] % 2], [0, 0]], mode="SYMMETRIC")
+
+
+def block_sum(y):
+  """s: the sum of every 2x2 block of pad_even(y)."""
+  p = pad_even(y)
+  return p[:, 0::2, 0::2] + p[:, 0::2, 1::2] + p[:, 1::2, 0::2] + p[:, 1::2, 1::2]
+
+
+def round_average(s):
+  """round(s / 4) with halves rounded down, as int32."""
+  return (s + 1) // 4
+
+
+def quarters(y):
+  """The four pixels of each 2x2 block of pad_even(y): TL, TR, BL, BR."""
+  p = pad_even(y)
+  return [p[:, 0::2, 0::2], p[:, 0::2, 1::2], p[:, 1::2, 0::2], p[:, 1::2, 1::2]]
+
+
+def real_sizes(height, width, num_levels):
+  """[(h_l, w_l)] for l = 0..num_levels: the side lengths of each pyramid level."""
+  sizes = [(height, width)]
+  for _ in range(num_levels):
+    h, w = sizes[-1]
+    sizes.append(((h + 1) // 2, (w + 1) // 2))
+  return sizes
+
+
+class _SubstepNet(tf.keras.layers.Layer):
+  """EDSR decoder (1x1 head, residual body, 1x1 tail) with fused context features."""
+
+  def __init__(self, filters, num_blocks, kernel_size, context_out=True, **kwargs):
+    super().__init__(**kwargs)
+    self.head = layers.conv(filters, 1, name="head")
+    self.body = layers.ResidualBody(filters, num_blocks, kernel_size, name="body")
+    self.tail = layers.conv(filters, 1, name="tail")
+    # The image's last sub-step passes no context on.
+    self.to_context = layers.conv(filters, kernel_size, name="to_context") if context_out else None
+
+  def call(self, x, context=None):
+    h = self.head(x)
+    if context is not None:
+      h = h + context
+    features = self.tail(self.body(h))
+    return features, self.to_context(features) if self.to_context else None
+
+
+class SReC(tf.keras.Model):
+  """SReC (see the module docstring).
+
+  Args:
+    num_levels: S, pyramid levels above the image.
+    num_features: channels of every feature map.
+    num_blocks: residual blocks per sub-step network.
+    num_components: K, logistics per mixture.
+    kernel_size: of the residual blocks and classifiers.
+    atrous_rates: dilations of the classifiers' parallel convolutions.
+  """
+
+  def __init__(self, num_levels=3, num_features=64, num_blocks=3, num_components=10,
+               kernel_size=3, atrous_rates=(1, 2, 4), **kwargs):
+    super().__init__(**kwargs)
+    if not 1 <= num_levels <= 8:
+      raise ValueError(f"num_levels must be in [1, 8], got {num_levels}")
+    for arg, value in (("num_features", num_features), ("num_blocks", num_blocks + 1),
+                       ("num_components", num_components)):
+      if value < 1:
+        raise ValueError(f"{arg} must be positive, got {value}")
+    self.num_levels = int(num_levels)
+    self.num_features = int(num_features)
+    self.num_blocks = int(num_blocks)
+    self.num_components = int(num_components)
+    self.kernel_size = int(kernel_size)
+    self.atrous_rates = tuple(int(r) for r in atrous_rates)
+    self.mixture = DiscretizedLogisticMixture(LEVELS, -1.0, 1.0)
+    # Level l (0 = finest) has three sub-step networks and classifiers; levels below the
+    # coarsest decoded one upsample the context they receive.
+    self.nets = [[_SubstepNet(num_features, num_blocks, kernel_size,
+                              context_out=(l, i) != (0, 2), name=f"net{l}_{i}")
+                  for i in range(3)] for l in range(num_levels)]
+    self.classifiers = [[layers.AtrousProbabilityClassifier(
+        num_features, num_params(3, num_components), self.atrous_rates, kernel_size,
+        name=f"P{l}_{i}") for i in range(3)] for l in range(num_levels)]
+    self.upsamplers = [layers.conv(4 * num_features, 3, name=f"up{l}")
+                       for l in range(num_levels - 1)]
+    self._step = tf.function(self._step_impl, reduce_retracing=True)
+    self._slice_bits = tf.function(self._slice_bits_impl, jit_compile=True,
+                                   reduce_retracing=True)
+    self._uniform = {}
+
+  def get_config(self):
+    return {"num_levels": self.num_levels, "num_features": self.num_features,
+            "num_blocks": self.num_blocks, "num_components": self.num_components,
+            "kernel_size": self.kernel_size, "atrous_rates": self.atrous_rates}
+
+  @property
+  def block_size(self):
+    """SReC's pyramid handles any size itself: no padding."""
+    return 1
+
+  @property
+  def num_streams(self):
+    """The top level, then per level its deltas and three quarters."""
+    return 1 + 4 * self.num_levels
+
+  # -- the network ------------------------------------------------------------------------
+
+  def _step_impl(self, level, i, inputs, context, training=False):
+    """Sub-step i of level l: (normalized average, earlier quarters) -> (raw params, context)."""
+    features, context = self.nets[level][i](inputs, context)
+    return self.classifiers[level][i](features, training=training), context
+
+  def _level_context(self, level, context, size):
+    """The context entering level `level` from the coarser level's last sub-step."""
+    if context is None:
+      return None
+    up = tf.nn.depth_to_space(self.upsamplers[level](context), 2)
+    return up[:, :size[0], :size[1]]
+
+  @staticmethod
+  def _normalized(levels):
+    return tf.cast(levels, tf.float32) / 127.5 - 1.0
+
+  def _slice_bits_impl(self, target, raw, size, channels):
+    """[B] bits of quarter `target` [B, h, w, 3] in its real region `size`."""
+    params = split_params(raw[:, :size[0], :size[1]], 3, self.num_components)
+    params = [p[..., :channels, :] for p in params[:3]] + [
+        params[3][..., :channels * (channels - 1) // 2, :]]
+    values = self.mixture.values(target[:, :size[0], :size[1], :channels])
+    b = self.mixture.bits_of_values(values, *params)
+    return tf.reduce_sum(tf.reshape(b, [tf.shape(b)[0], -1]), axis=1)
+
+  @staticmethod
+  def quarter_sizes(h, w):
+    """Real sizes of TL, TR, BL within a level of real size (h, w)."""
+    hh, ww = (h + 1) // 2, (w + 1) // 2
+    return [(hh, ww), (hh, w // 2), (h // 2, ww)]
+
+  def pyramid(self, x):
+    """Image levels [B, H, W, 3] -> ([y_0..y_S], [None, s_1..s_S])."""
+    ys, ss = [tf.cast(x, tf.int32)], [None]
+    for _ in range(self.num_levels):
+      s = block_sum(ys[-1])
+      ss.append(s)
+      ys.append(round_average(s))
+    return ys, ss
+
+  def call(self, x, training=False, valid=None):
+    """Bits of images x [B, H, W, 3] (levels 0..255, any size).
+
+    `valid` = (height, width, channels) is accepted for the lossless codec contract; only
+    its channel count matters, as SReC codes exactly the image's own pixels.
+
+    Returns {"x_hat": x, "bits": [B], "bits_per_level": {name: [B]}, "bpsp": scalar}.
+    """
+    x = tf.convert_to_tensor(x)
+    channels = valid[2] if valid is not None else 3
+    ys, ss = self.pyramid(x)
+    batch = tf.shape(x)[0]
+    shape = tf.shape(x)
+    per_image = lambda t: tf.cast(tf.reduce_prod(tf.shape(t)[1:3]) * channels, tf.float32)  # noqa: E731
+    bits = {f"y{self.num_levels}": tf.fill([batch], per_image(ys[-1]) * 8.0)}
+    context = None
+    for level in range(self.num_levels - 1, -1, -1):
+      s = ss[level + 1]
+      bits[f"delta{level + 1}"] = tf.fill([batch], per_image(s) * 2.0)
+      h, w = tf.shape(ys[level])[1], tf.shape(ys[level])[2]
+      context = self._level_context(level, context, tf.shape(s)[1:3])
+      quarters_ = quarters(ys[level])
+      inputs = [tf.cast(s, tf.float32) / (4 * 127.5) - 1.0]
+      for i, size in enumerate(self.quarter_sizes(h, w)):
+        raw, context = self._step_impl(level, i, tf.concat(inputs, -1), context, training)
+        bits[f"y{level}_{i}"] = self._slice_bits(quarters_[i], raw, size, channels)
+        inputs.append(self._normalized(quarters_[i]))
+    total = tf.add_n(list(bits.values()))
+    subpixels = tf.cast(shape[0] * shape[1] * shape[2] * channels, tf.float32)
+    return {"x_hat": x, "bits": total, "bits_per_level": bits,
+            "bpsp": tf.reduce_sum(total) / subpixels}
+
+  def loss_and_scalars(self, x, out):
+    """The training loss (bits per subpixel) and the bpsp of every part."""
+    subpixels = tf.cast(tf.size(x), tf.float32)
+    scalars = {"loss": out["bpsp"], "bpsp": out["bpsp"]}
+    for name, b in out["bits_per_level"].items():
+      scalars[f"bpsp/{name}"] = tf.reduce_sum(b) / subpixels
+    return out["bpsp"], scalars
+
+  def summary_images(self, x, out):
+    del out
+    ys, _ = self.pyramid(x)
+    return {"x": tf.cast(x, tf.uint8),
+            **{f"y{l}": tf.cast(ys[l], tf.uint8) for l in range(1, self.num_levels + 1)}}
+
+  # -- real bitstreams --------------------------------------------------------------------
+
+  def _uniform_table(self, n):
+    if n not in self._uniform:
+      pmf = np.append(np.ones(n, np.float32), np.float32(0))  # no mass on the escape
+      self._uniform[n] = ops.pmf_to_cdf(pmf, UNIFORM_PRECISION).numpy()[None]
+    cdf = self._uniform[n]
+    return cdf, [cdf.shape[1]], [0]
+
+  def _uniform_encode(self, values, n):
+    cdf, size, offset = self._uniform_table(n)
+    values = tf.convert_to_tensor(values)
+    return ops.table_encode(values, tf.zeros_like(values), cdf, size, offset,
+                            UNIFORM_PRECISION).numpy()
+
+  def _uniform_decode(self, stream, shape, n):
+    cdf, size, offset = self._uniform_table(n)
+    values = ops.table_decode(stream, tf.zeros(shape, tf.int32), cdf, size, offset,
+                              UNIFORM_PRECISION)
+    if tf.reduce_any(values < 0) or tf.reduce_any(values >= n):
+      raise tf.errors.InvalidArgumentError(None, None, "uniform symbols out of range")
+    return values
+
+  def _ensure_built(self):
+    if not self.built:
+      self(tf.zeros((1, 2 ** self.num_levels, 2 ** self.num_levels, 3), tf.uint8))
+
+  def _code(self, x_or_streams, height, width, channels, encode):
+    """The coding loop; encode=True codes image x's levels, else decodes the streams."""
+    self._ensure_built()
+    sizes = real_sizes(height, width, self.num_levels)
+    expand = lambda t: tf.tile(t, [1, 1, 1, 3]) if channels == 1 else t  # noqa: E731
+    if encode:
+      ys, ss = self.pyramid(x_or_streams)
+      streams = [self._uniform_encode(ys[-1][..., :channels], LEVELS)]
+    else:
+      streams = list(x_or_streams)
+      top = sizes[-1]
+      y = expand(self._uniform_decode(streams[0], (1, top[0], top[1], channels), LEVELS))
+    context = None
+    for level in range(self.num_levels - 1, -1, -1):
+      k = 1 + 4 * (self.num_levels - 1 - level)  # this level's first stream
+      if encode:
+        s = ss[level + 1]
+        delta = s - 4 * ys[level + 1]
+        streams.append(self._uniform_encode(delta[..., :channels] + 1, DELTAS))
+        quarters_ = quarters(ys[level])
+      else:
+        shape = (1,) + sizes[level + 1] + (channels,)
+        s = 4 * y + expand(self._uniform_decode(streams[k], shape, DELTAS) - 1)
+        quarters_ = []
+      context = self._level_context(level, context, tf.shape(s)[1:3])
+      inputs = [tf.cast(s, tf.float32) / (4 * 127.5) - 1.0]
+      for i, size in enumerate(self.quarter_sizes(*sizes[level])):
+        raw, context = self._step(level, i, tf.concat(inputs, -1), context)
+        params = split_params(raw[:, :size[0], :size[1]], 3, self.num_components)
+        params = [p[..., :channels, :] for p in params[:3]] + [
+            params[3][..., :channels * (channels - 1) // 2, :]]
+        if encode:
+          target = quarters_[i][:, :size[0], :size[1], :channels]
+          streams.append(self.mixture.compress(target, *params).numpy())
+        else:
+          q = expand(self.mixture.decompress(streams[k + 1 + i], *params))
+          if i:  # TR and BL: positions past the image repeat the block's TL (pad_even)
+            q = tf.pad(q, [[0, 0], [0, tf.shape(s)[1] - size[0]],
+                           [0, tf.shape(s)[2] - size[1]], [0, 0]])
+            q = _fill_from(q, quarters_[0], size)
+          quarters_.append(q)
+        inputs.append(self._normalized(quarters_[i]))
+      if not encode:
+        br = s - quarters_[0] - quarters_[1] - quarters_[2]
+        full = tf.nn.depth_to_space(tf.concat(quarters_ + [br], axis=-1), 2)
+        y = full[:, :sizes[level][0], :sizes[level][1]]
+    return streams if encode else y[..., :channels]
+
+  def compress(self, x, height=None, width=None, channels=3):
+    """Streams of one image x [1, H, W, 3] (uint8 levels), coarse to fine."""
+    x = tf.convert_to_tensor(x)
+    return self._code(x, int(x.shape[1]), int(x.shape[2]), channels, encode=True)
+
+  def decompress(self, streams, padded_shape, height, width, channels=3):
+    """Levels int32 [1, height, width, channels] from `compress`'s streams."""
+    del padded_shape  # SReC codes the image as it is
+    if len(streams) != self.num_streams:
+      raise ValueError(f"expected {self.num_streams} streams, got {len(streams)}")
+    return self._code(streams, height, width, channels, encode=False)
+
+
+def _fill_from(q, tl, size):
+  """q with the positions outside its real `size` taken from TL (pad_even's repeats)."""
+  h, w = tf.shape(q)[1], tf.shape(q)[2]
+  rows = tf.range(h)[:, None] < size[0]
+  cols = tf.range(w)[None, :] < size[1]
+  return tf.where((rows & cols)[None, :, :, None], q, tl)
