@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from helpers import run_cli
-from tfcomp import io, testing, zoo
+from tfcomp import codecs, io, testing, zoo
 
 
 def save(path, array, mode=None):
@@ -173,3 +173,17 @@ def test_huge_declared_images_are_refused_before_decoding(tmp_path):
   (tmp_path / "short.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
   _check_error(tmp_path, ["compress", tmp_path / "short.png", tmp_path / "s.tfc"],
                "truncated PNG header")
+
+
+def test_default_model_falls_back_for_images_it_cannot_code(tmp_path):
+  """Without --model, RGBA and 16-bit images still compress, with the universal model."""
+  for image in (testing.smooth_image(20, 30, 4, seed=3),
+                testing.smooth_image(20, 30, 3, np.uint16, seed=4)):
+    coded = round_trip(tmp_path, image)
+    status, stdout, _ = run_cli("info", coded)
+    assert status == 0
+    assert f"model: {zoo.default_for(image)} " in stdout
+    try:
+      zoo.load(zoo.DEFAULT).check_image(image)
+    except codecs.UnsupportedImageError:
+      assert zoo.default_for(image) == zoo.UNIVERSAL
