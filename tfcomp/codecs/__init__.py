@@ -53,6 +53,15 @@ class Codec(abc.ABC):
     """Inverse of `compress`, given the container's geometry."""
 
 
+def require_gray_or_rgb8(codec_name, image, hint=""):
+  """Raises UnsupportedImageError unless `image` is 8-bit grayscale or RGB."""
+  if image.dtype != np.uint8 or image.shape[2] not in (1, 3):
+    kind = {1: "gray", 2: "gray+alpha", 3: "RGB", 4: "RGBA"}.get(image.shape[2], "?")
+    raise UnsupportedImageError(
+        f"{codec_name} codes 8-bit RGB or grayscale images, not "
+        f"{image.dtype.itemsize * 8}-bit {kind}{hint}")
+
+
 def geometry_of(image):
   image = np.asarray(image)
   if image.ndim != 3 or image.dtype not in (np.uint8, np.uint16):

@@ -52,11 +52,8 @@ class LosslessModelCodec(codecs.Codec):
     return self._hash
 
   def check_image(self, image):
-    if image.dtype != np.uint8 or image.shape[2] not in (1, 3):
-      kind = {1: "gray", 2: "gray+alpha", 3: "RGB", 4: "RGBA"}.get(image.shape[2], "?")
-      raise codecs.UnsupportedImageError(
-          f"{self.name} codes 8-bit RGB or grayscale images, not {image.dtype.itemsize * 8}-bit "
-          f"{kind}; use --model fixedpred-v1 for alpha channels and 16-bit images")
+    codecs.require_gray_or_rgb8(
+        self.name, image, "; use --model fixedpred-v1 for alpha channels and 16-bit images")
 
   def _padded_tile(self, tile):
     block = self.model.block_size

@@ -38,11 +38,7 @@ class LossyModelCodec(codecs.Codec):
     return self._hash
 
   def check_image(self, image):
-    if image.dtype != np.uint8 or image.shape[2] not in (1, 3):
-      kind = {1: "gray", 2: "gray+alpha", 3: "RGB", 4: "RGBA"}.get(image.shape[2], "?")
-      raise codecs.UnsupportedImageError(
-          f"{self.name} codes 8-bit RGB or grayscale images, not "
-          f"{image.dtype.itemsize * 8}-bit {kind}")
+    codecs.require_gray_or_rgb8(self.name, image)
 
   def _padded(self, image):
     block = self.model.block_size

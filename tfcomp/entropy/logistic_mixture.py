@@ -143,6 +143,17 @@ def num_params(channels, components):
   return components * (3 * channels + channels * (channels - 1) // 2)
 
 
+def first_channels(params, channels):
+  """Mixture params [..., C, K] (and coeffs) restricted to the first `channels` channels.
+
+  The channel-autoregressive structure makes this exact: channel c depends only on
+  channels j < c, so a grayscale image coded as R = G = B can be coded as R alone.
+  """
+  logit_weights, means, log_scales, coeffs = params
+  return (logit_weights[..., :channels, :], means[..., :channels, :],
+          log_scales[..., :channels, :], coeffs[..., :channels * (channels - 1) // 2, :])
+
+
 def split_params(raw, channels, components):
   """Mixture parameters from a network output [..., num_params(C, K)].
 

@@ -19,15 +19,13 @@ The paper's two baselines replace the learned encoders by bicubic 2x downsamplin
 RGB image (`scale_input="bicubic"`): "RGB" has one decoder per scale with the features
 fused across scales; "RGB Shared" (`shared=True`) applies one decoder at every scale.
 """
-import numpy as np
 import tensorflow as tf
 
-from tfcomp import ops
-from tfcomp.entropy import DiscretizedLogisticMixture, num_params, split_params
+from tfcomp.entropy import (DiscretizedLogisticMixture, UniformCoder, first_channels,
+                            num_params, split_params)
 from tfcomp.models import layers
 
 RGB_LEVELS = 256
-UNIFORM_PRECISION = 16
 SCALE_INPUTS = ("learned", "bicubic")
 
 
@@ -137,7 +135,7 @@ class L3C(tf.keras.Model):
     # stay with oneDNN, which beats XLA's CPU convolutions.
     self._scale_bits = tf.function(self._scale_bits_impl, jit_compile=True,
                                    reduce_retracing=True)
-    self._uniform_cdf = None
+    self._top_coder = UniformCoder(self.scale_levels[-1])
 
   def get_config(self):
     return {"num_scales": self.num_scales, "num_features": self.num_features,
@@ -197,9 +195,7 @@ class L3C(tf.keras.Model):
   def _coded_part(params, values, valid):
     """The image's coded part: params and values inside `valid` (height, width, channels)."""
     height, width, channels = valid
-    params = [p[:, :height, :width] for p in params]
-    params = [p[..., :channels, :] for p in params[:3]] + [
-        params[3][..., :channels * (channels - 1) // 2, :]]
+    params = first_channels([p[:, :height, :width] for p in params], channels)
     return params, None if values is None else values[:, :height, :width, :channels]
 
   def _scale_bits_impl(self, t, values, raw, valid=None):
@@ -245,7 +241,7 @@ class L3C(tf.keras.Model):
     scales = self.analyze(x, training=training)
     top_values, top_levels = scales[-1]
     top_count = tf.cast(tf.reduce_prod(tf.shape(top_levels)[1:]), tf.float32)
-    bits = [tf.fill(tf.shape(x)[:1], top_count * float(np.log2(self.scale_levels[-1])))]
+    bits = [tf.fill(tf.shape(x)[:1], self._top_coder.bits(top_count))]
     fused = None
     for s in range(self.num_scales, 0, -1):
       raw, fused = self._step_impl(s, scales[s][0], fused, training)
@@ -295,14 +291,6 @@ class L3C(tf.keras.Model):
 
   # -- real bitstreams --------------------------------------------------------------------
 
-  def _top_table(self):
-    if self._uniform_cdf is None:
-      n = self.scale_levels[-1]
-      pmf = np.append(np.ones(n, np.float32), np.float32(0))  # no mass on the escape
-      self._uniform_cdf = ops.pmf_to_cdf(pmf, UNIFORM_PRECISION).numpy()[None]
-    cdf = self._uniform_cdf
-    return cdf, [cdf.shape[1]], [0]
-
   def _code(self, scales_or_streams, padded_shape, height, width, channels, encode):
     """Runs the coding loop; encode=True codes `scales` levels, else decodes streams.
 
@@ -314,15 +302,11 @@ class L3C(tf.keras.Model):
     top = self.num_scales
     top_shape = (1, hp >> top, wp >> top, self.scale_channels[top])
     streams = [] if encode else list(scales_or_streams)
-    cdf, size, offset = self._top_table()
     if encode:
-      top_levels = scales_or_streams[top][1]
-      streams.append(ops.table_encode(top_levels, tf.zeros_like(top_levels), cdf, size,
-                                      offset, UNIFORM_PRECISION).numpy())
+      streams.append(self._top_coder.encode(scales_or_streams[top][1]))
     else:
-      top_levels = ops.table_decode(streams[0], tf.zeros(top_shape, tf.int32), cdf, size,
-                                    offset, UNIFORM_PRECISION)
-    levels = top_levels
+      top_levels = self._top_coder.decode(streams[0], top_shape)
+    levels = scales_or_streams[top][1] if encode else top_levels
     fused = None
     for s in range(top, 0, -1):
       raw, fused = self._step(s, self.mixtures[s].values(levels), fused)

@@ -18,16 +18,14 @@ Each net is an EDSR decoder fed the normalized average and the block's pixels co
 plus the features of the previous sub-step (upsampled between levels), with L3C's atrous
 classifier on top. One decoding step per sub-step: 3 S network passes per image.
 """
-import numpy as np
 import tensorflow as tf
 
-from tfcomp import ops
-from tfcomp.entropy import DiscretizedLogisticMixture, num_params, split_params
+from tfcomp.entropy import (DiscretizedLogisticMixture, UniformCoder, first_channels,
+                            num_params, split_params)
 from tfcomp.models import layers
 
 LEVELS = 256
 DELTAS = 4  # delta + 1 in {0, 1, 2, 3}
-UNIFORM_PRECISION = 16
 
 
 def pad_even(y):
@@ -122,7 +120,8 @@ class SReC(tf.keras.Model):
     self._step = tf.function(self._step_impl, reduce_retracing=True)
     self._slice_bits = tf.function(self._slice_bits_impl, jit_compile=True,
                                    reduce_retracing=True)
-    self._uniform = {}
+    self._top_coder = UniformCoder(LEVELS)
+    self._delta_coder = UniformCoder(DELTAS)
 
   def get_config(self):
     return {"num_levels": self.num_levels, "num_features": self.num_features,
@@ -159,9 +158,8 @@ class SReC(tf.keras.Model):
 
   def _slice_bits_impl(self, target, raw, size, channels):
     """[B] bits of quarter `target` [B, h, w, 3] in its real region `size`."""
-    params = split_params(raw[:, :size[0], :size[1]], 3, self.num_components)
-    params = [p[..., :channels, :] for p in params[:3]] + [
-        params[3][..., :channels * (channels - 1) // 2, :]]
+    params = first_channels(split_params(raw[:, :size[0], :size[1]], 3, self.num_components),
+                            channels)
     values = self.mixture.values(target[:, :size[0], :size[1], :channels])
     b = self.mixture.bits_of_values(values, *params)
     return tf.reduce_sum(tf.reshape(b, [tf.shape(b)[0], -1]), axis=1)
@@ -195,11 +193,11 @@ class SReC(tf.keras.Model):
     batch = tf.shape(x)[0]
     shape = tf.shape(x)
     per_image = lambda t: tf.cast(tf.reduce_prod(tf.shape(t)[1:3]) * channels, tf.float32)  # noqa: E731
-    bits = {f"y{self.num_levels}": tf.fill([batch], per_image(ys[-1]) * 8.0)}
+    bits = {f"y{self.num_levels}": tf.fill([batch], self._top_coder.bits(per_image(ys[-1])))}
     context = None
     for level in range(self.num_levels - 1, -1, -1):
       s = ss[level + 1]
-      bits[f"delta{level + 1}"] = tf.fill([batch], per_image(s) * 2.0)
+      bits[f"delta{level + 1}"] = tf.fill([batch], self._delta_coder.bits(per_image(s)))
       h, w = tf.shape(ys[level])[1], tf.shape(ys[level])[2]
       context = self._level_context(level, context, tf.shape(s)[1:3])
       quarters_ = quarters(ys[level])
@@ -229,27 +227,6 @@ class SReC(tf.keras.Model):
 
   # -- real bitstreams --------------------------------------------------------------------
 
-  def _uniform_table(self, n):
-    if n not in self._uniform:
-      pmf = np.append(np.ones(n, np.float32), np.float32(0))  # no mass on the escape
-      self._uniform[n] = ops.pmf_to_cdf(pmf, UNIFORM_PRECISION).numpy()[None]
-    cdf = self._uniform[n]
-    return cdf, [cdf.shape[1]], [0]
-
-  def _uniform_encode(self, values, n):
-    cdf, size, offset = self._uniform_table(n)
-    values = tf.convert_to_tensor(values)
-    return ops.table_encode(values, tf.zeros_like(values), cdf, size, offset,
-                            UNIFORM_PRECISION).numpy()
-
-  def _uniform_decode(self, stream, shape, n):
-    cdf, size, offset = self._uniform_table(n)
-    values = ops.table_decode(stream, tf.zeros(shape, tf.int32), cdf, size, offset,
-                              UNIFORM_PRECISION)
-    if tf.reduce_any(values < 0) or tf.reduce_any(values >= n):
-      raise tf.errors.InvalidArgumentError(None, None, "uniform symbols out of range")
-    return values
-
   def _ensure_built(self):
     if not self.built:
       self(tf.zeros((1, 2 ** self.num_levels, 2 ** self.num_levels, 3), tf.uint8))
@@ -261,30 +238,29 @@ class SReC(tf.keras.Model):
     expand = lambda t: tf.tile(t, [1, 1, 1, 3]) if channels == 1 else t  # noqa: E731
     if encode:
       ys, ss = self.pyramid(x_or_streams)
-      streams = [self._uniform_encode(ys[-1][..., :channels], LEVELS)]
+      streams = [self._top_coder.encode(ys[-1][..., :channels])]
     else:
       streams = list(x_or_streams)
       top = sizes[-1]
-      y = expand(self._uniform_decode(streams[0], (1, top[0], top[1], channels), LEVELS))
+      y = expand(self._top_coder.decode(streams[0], (1, top[0], top[1], channels)))
     context = None
     for level in range(self.num_levels - 1, -1, -1):
       k = 1 + 4 * (self.num_levels - 1 - level)  # this level's first stream
       if encode:
         s = ss[level + 1]
         delta = s - 4 * ys[level + 1]
-        streams.append(self._uniform_encode(delta[..., :channels] + 1, DELTAS))
+        streams.append(self._delta_coder.encode(delta[..., :channels] + 1))
         quarters_ = quarters(ys[level])
       else:
         shape = (1,) + sizes[level + 1] + (channels,)
-        s = 4 * y + expand(self._uniform_decode(streams[k], shape, DELTAS) - 1)
+        s = 4 * y + expand(self._delta_coder.decode(streams[k], shape) - 1)
         quarters_ = []
       context = self._level_context(level, context, tf.shape(s)[1:3])
       inputs = [tf.cast(s, tf.float32) / (4 * 127.5) - 1.0]
       for i, size in enumerate(self.quarter_sizes(*sizes[level])):
         raw, context = self._step(level, i, tf.concat(inputs, -1), context)
-        params = split_params(raw[:, :size[0], :size[1]], 3, self.num_components)
-        params = [p[..., :channels, :] for p in params[:3]] + [
-            params[3][..., :channels * (channels - 1) // 2, :]]
+        params = first_channels(
+            split_params(raw[:, :size[0], :size[1]], 3, self.num_components), channels)
         if encode:
           target = quarters_[i][:, :size[0], :size[1], :channels]
           streams.append(self.mixture.compress(target, *params).numpy())
