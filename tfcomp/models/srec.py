@@ -16,7 +16,8 @@ down) and delta_{l+1} = s_{l+1} - 4 y_{l+1} in {-1, 0, 1, 2}.
 
 Each net is an EDSR decoder fed the normalized average and the block's pixels coded so far,
 plus the features of the previous sub-step (upsampled between levels), with L3C's atrous
-classifier on top. One decoding step per sub-step: 3 S network passes per image.
+classifier on top; the mixture means are offsets from the block's average (see
+`quarter_params`). One decoding step per sub-step: 3 S network passes per image.
 """
 import tensorflow as tf
 
@@ -156,10 +157,22 @@ class SReC(tf.keras.Model):
   def _normalized(levels):
     return tf.cast(levels, tf.float32) / 127.5 - 1.0
 
-  def _slice_bits_impl(self, target, raw, size, channels):
+  def quarter_params(self, raw, average, size, channels):
+    """Mixture params of a quarter's real region `size` from the classifier output `raw`.
+
+    The means are offsets from the block's average (`average`, normalized like the
+    pixels): the prediction starts from the obvious one, which the network then refines.
+    This reparameterization is tfcomp's, for short CPU training; the network's inputs
+    already contain the average, so it changes no expressiveness.
+    """
+    logit_weights, means, log_scales, coeffs = split_params(
+        raw[:, :size[0], :size[1]], 3, self.num_components)
+    means += average[:, :size[0], :size[1], :, None]
+    return first_channels((logit_weights, means, log_scales, coeffs), channels)
+
+  def _slice_bits_impl(self, target, raw, average, size, channels):
     """[B] bits of quarter `target` [B, h, w, 3] in its real region `size`."""
-    params = first_channels(split_params(raw[:, :size[0], :size[1]], 3, self.num_components),
-                            channels)
+    params = self.quarter_params(raw, average, size, channels)
     values = self.mixture.values(target[:, :size[0], :size[1], :channels])
     b = self.mixture.bits_of_values(values, *params)
     return tf.reduce_sum(tf.reshape(b, [tf.shape(b)[0], -1]), axis=1)
@@ -204,7 +217,7 @@ class SReC(tf.keras.Model):
       inputs = [tf.cast(s, tf.float32) / (4 * 127.5) - 1.0]
       for i, size in enumerate(self.quarter_sizes(h, w)):
         raw, context = self._step_impl(level, i, tf.concat(inputs, -1), context, training)
-        bits[f"y{level}_{i}"] = self._slice_bits(quarters_[i], raw, size, channels)
+        bits[f"y{level}_{i}"] = self._slice_bits(quarters_[i], raw, inputs[0], size, channels)
         inputs.append(self._normalized(quarters_[i]))
     total = tf.add_n(list(bits.values()))
     subpixels = tf.cast(shape[0] * shape[1] * shape[2] * channels, tf.float32)
@@ -259,8 +272,7 @@ class SReC(tf.keras.Model):
       inputs = [tf.cast(s, tf.float32) / (4 * 127.5) - 1.0]
       for i, size in enumerate(self.quarter_sizes(*sizes[level])):
         raw, context = self._step(level, i, tf.concat(inputs, -1), context)
-        params = first_channels(
-            split_params(raw[:, :size[0], :size[1]], 3, self.num_components), channels)
+        params = self.quarter_params(raw, inputs[0], size, channels)
         if encode:
           target = quarters_[i][:, :size[0], :size[1], :channels]
           streams.append(self.mixture.compress(target, *params).numpy())
