@@ -154,6 +154,14 @@ def first_channels(params, channels):
           log_scales[..., :channels, :], coeffs[..., :channels * (channels - 1) // 2, :])
 
 
+def initial_params(channels, components, log_scale):
+  """A raw parameter vector (see split_params): equal weights, means 0, all log-scales
+  `log_scale`, coefficients 0."""
+  n = channels * components
+  return [0.0] * (2 * n) + [float(log_scale)] * n + [0.0] * (
+      num_params(channels, components) - 3 * n)
+
+
 def split_params(raw, channels, components):
   """Mixture parameters from a network output [..., num_params(C, K)].
 

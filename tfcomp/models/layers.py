@@ -72,7 +72,8 @@ class AtrousProbabilityClassifier(tf.keras.layers.Layer):
   tfcomp.entropy.split_params).
   """
 
-  def __init__(self, filters, outputs, rates=(1, 2, 4), kernel_size=3, **kwargs):
+  def __init__(self, filters, outputs, rates=(1, 2, 4), kernel_size=3, initial_output=None,
+               **kwargs):
     super().__init__(**kwargs)
     self.filters = filters
     self.outputs = outputs
@@ -81,6 +82,11 @@ class AtrousProbabilityClassifier(tf.keras.layers.Layer):
     self.branches = [conv(filters, kernel_size, dilation_rate=r, name=f"atrous{r}")
                      for r in self.rates]
     self.linear = conv(outputs, 1, name="linear")
+    if initial_output is not None:
+      # Start from a fixed, sensible output (zero kernel, bias = initial_output) rather
+      # than random mixtures; gradients reach the kernel from the first step.
+      self.linear.kernel_initializer = tf.keras.initializers.Zeros()
+      self.linear.bias_initializer = tf.keras.initializers.Constant(list(initial_output))
 
   def call(self, x, training=False):
     if training:
