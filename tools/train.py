@@ -1,4 +1,4 @@
-"""Trains a tfcomp model.
+r"""Trains a tfcomp model.
 
     python tools/train.py --model l3c --config small --train ../shared/datasets/train \
         --eval ../shared/datasets/kodak --logdir runs/l3c-small [--set num_blocks=2]
@@ -18,29 +18,45 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from tfcomp import configs, training  # pylint: disable=wrong-import-position
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "model family, e.g. l3c")
-flags.DEFINE_string("config", "small", "config name under configs/<model>/, or a .json path")
-flags.DEFINE_multi_string("set", [], "override a config field: key=value (value is JSON)")
-flags.DEFINE_string("train", None, "training images: folder, glob or tfds:NAME")
-flags.DEFINE_string("eval", "", "evaluation images (folder, glob or tfds:NAME)")
-flags.DEFINE_string("logdir", None, "checkpoints, summaries and model.npz go here")
-flags.DEFINE_string("restore", "", "initialize from a checkpoint directory or model .npz")
+# Its own flag registry, so that tests can import several tools into one process.
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("model", None, "model family, e.g. l3c", flag_values=FLAGS)
+flags.DEFINE_string("config", "small", "config name under configs/<model>/, or a .json path",
+                    flag_values=FLAGS)
+flags.DEFINE_multi_string("set", [], "override a config field: key=value (value is JSON)",
+                          flag_values=FLAGS)
+flags.DEFINE_string("train", None, "training images: folder, glob or tfds:NAME", flag_values=FLAGS)
+flags.DEFINE_string("eval", "", "evaluation images (folder, glob or tfds:NAME)", flag_values=FLAGS)
+flags.DEFINE_string("logdir", None, "checkpoints, summaries and model.npz go here",
+                    flag_values=FLAGS)
+flags.DEFINE_string("restore", "", "initialize from a checkpoint directory or model .npz",
+                    flag_values=FLAGS)
 defaults = training.TrainOptions(train="", logdir="")
-flags.DEFINE_integer("steps", defaults.steps, "train until this global step")
-flags.DEFINE_integer("batch_size", defaults.batch_size, "crops per step")
-flags.DEFINE_integer("crop_size", defaults.crop_size, "side of the square training crops")
-flags.DEFINE_float("lr", defaults.learning_rate, "initial Adam learning rate")
-flags.DEFINE_integer("lr_half_life", defaults.lr_half_life, "steps per halving of the lr")
-flags.DEFINE_float("min_lr", defaults.min_learning_rate, "learning-rate floor")
-flags.DEFINE_integer("checkpoint_every", defaults.checkpoint_every, "steps between checkpoints")
-flags.DEFINE_integer("eval_every", defaults.eval_every, "steps between evaluations")
-flags.DEFINE_integer("eval_limit", 0, "evaluate on the first N eval images only (0: all)")
-flags.DEFINE_integer("summary_every", defaults.summary_every, "steps between summaries")
-flags.DEFINE_integer("seed", 0, "seed of the crops and the initialization")
+flags.DEFINE_integer("steps", defaults.steps, "train until this global step", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", defaults.batch_size, "crops per step", flag_values=FLAGS)
+flags.DEFINE_integer("crop_size", defaults.crop_size, "side of the square training crops",
+                     flag_values=FLAGS)
+flags.DEFINE_float("lr", defaults.learning_rate, "initial Adam learning rate", flag_values=FLAGS)
+flags.DEFINE_integer("lr_half_life", defaults.lr_half_life, "steps per halving of the lr",
+                     flag_values=FLAGS)
+flags.DEFINE_float("min_lr", defaults.min_learning_rate, "learning-rate floor", flag_values=FLAGS)
+flags.DEFINE_integer("checkpoint_every", defaults.checkpoint_every, "steps between checkpoints",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("eval_every", defaults.eval_every, "steps between evaluations",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("eval_limit", 0, "evaluate on the first N eval images only (0: all)",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("summary_every", defaults.summary_every, "steps between summaries",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "seed of the crops and the initialization", flag_values=FLAGS)
 
 
 def main(argv):
+  """Runs the tool on a full command line (program name first)."""
+  if "--help" in argv or "-h" in argv:
+    print(__doc__ + "\n" + FLAGS.get_help())
+    return
+  argv = FLAGS(argv)
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   for name in ("model", "train", "logdir"):
@@ -61,4 +77,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  try:
+    main(sys.argv)
+  except (app.UsageError, flags.Error) as e:
+    sys.exit(f"{os.path.basename(sys.argv[0])}: error: {e}")

@@ -25,25 +25,26 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 # pylint: disable=wrong-import-position
 from tfcomp import codecs, data, io as tfcomp_io, metrics, zoo
-from tfcomp.codecs import lossless
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "zoo model name (see `tfcomp models`)")
-flags.DEFINE_string("weights", None, "a lossless model .npz written by tools/train.py "
-                    "(instead of --model)")
-flags.DEFINE_bool("real_bpp", False, "write real files, decode and verify them")
-flags.DEFINE_string("out", "val_out", "folder for measures.csv, results.json and imgs/")
-flags.DEFINE_bool("save_ours", False, "write the reconstructions to <out>/imgs")
-flags.DEFINE_string("sample", None, "write the paper's samples to this folder (L3C)")
-flags.DEFINE_integer("limit", 0, "evaluate the first N images only (0: all)")
+# Its own flag registry, so that tests can import several tools into one process.
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("model", None, "zoo model name (see `tfcomp models`)", flag_values=FLAGS)
+flags.DEFINE_string("weights", None, "a model .npz written by tools/train.py (instead of "
+                    "--model)", flag_values=FLAGS)
+flags.DEFINE_bool("real_bpp", False, "write real files, decode and verify them", flag_values=FLAGS)
+flags.DEFINE_string("out", "val_out", "folder for measures.csv, results.json and imgs/",
+                    flag_values=FLAGS)
+flags.DEFINE_bool("save_ours", False, "write the reconstructions to <out>/imgs", flag_values=FLAGS)
+flags.DEFINE_string("sample", None, "write the paper's samples to this folder (L3C)",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("limit", 0, "evaluate the first N images only (0: all)", flag_values=FLAGS)
 
 
 def load_codec(model, weights):
   if bool(model) == bool(weights):
     raise app.UsageError("give exactly one of --model and --weights")
   if weights:
-    return lossless.LosslessModelCodec(os.path.splitext(os.path.basename(weights))[0],
-                                       weights)
+    return codecs.from_weights(os.path.splitext(os.path.basename(weights))[0], weights)
   try:
     return zoo.load(model)
   except KeyError as e:
@@ -55,10 +56,14 @@ def evaluate_image(codec, name, image, real):
   h, w, c = image.shape
   unit = h * w * c if codec.lossless else h * w
   rate = "bpsp" if codec.lossless else "bpp"
-  estimate = codec.estimate(image)
-  row = {"image": name, "height": h, "width": w, "channels": c,
-         f"estimated_{rate}": estimate["bits"] / unit}
-  x_hat = estimate.get("x_hat", image)
+  row = {"image": name, "height": h, "width": w, "channels": c}
+  # Non-learned codecs (fixedpred) have no cross-entropy estimate: real rates only.
+  estimate = codec.estimate(image) if hasattr(codec, "estimate") else None
+  if estimate is None and not real:
+    raise app.UsageError(f"{codec.name} has no estimated rate; add --real_bpp")
+  if estimate is not None:
+    row[f"estimated_{rate}"] = estimate["bits"] / unit
+  x_hat = estimate.get("x_hat", image) if estimate else image
   if not codec.lossless:
     row["psnr"] = metrics.psnr(image, x_hat)
     row["ms_ssim"] = metrics.ms_ssim(image, x_hat) if min(h, w) >= 161 else None
@@ -73,7 +78,8 @@ def evaluate_image(codec, name, image, real):
       raise AssertionError(f"{name}: the decoded image differs from the "
                            f"{'input' if codec.lossless else 'estimate path reconstruction'}")
     row[f"real_{rate}"] = 8 * len(encoded) / unit
-    row["overhead_percent"] = 100 * (row[f"real_{rate}"] / row[f"estimated_{rate}"] - 1)
+    if estimate is not None:
+      row["overhead_percent"] = 100 * (row[f"real_{rate}"] / row[f"estimated_{rate}"] - 1)
     row["encode_s"] = encode_s
     row["decode_s"] = decode_s
     x_hat = decoded
@@ -92,6 +98,11 @@ def write_samples(codec, name, image, folder):
 
 
 def main(argv):
+  """Runs the tool on a full command line (program name first)."""
+  if "--help" in argv or "-h" in argv:
+    print(__doc__ + "\n" + FLAGS.get_help())
+    return
+  argv = FLAGS(argv)
   if len(argv) != 2:
     raise app.UsageError("give one DATASET (a folder, an escaped glob or tfds:NAME)")
   codec = load_codec(FLAGS.model, FLAGS.weights)
@@ -127,4 +138,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  try:
+    main(sys.argv)
+  except (app.UsageError, flags.Error) as e:
+    sys.exit(f"{os.path.basename(sys.argv[0])}: error: {e}")

@@ -62,6 +62,16 @@ def require_gray_or_rgb8(codec_name, image, hint=""):
         f"{image.dtype.itemsize * 8}-bit {kind}{hint}")
 
 
+def from_weights(name, path):
+  """The lossless or lossy codec around the model stored at `path` (a models.save .npz)."""
+  from tfcomp import models  # pylint: disable=import-outside-toplevel
+  from tfcomp.codecs import lossless, lossy  # pylint: disable=import-outside-toplevel
+  with open(path, "rb") as f:
+    family = models.family_of(f.read())
+  cls = models.FAMILIES[family]
+  return (lossless.LosslessModelCodec if cls.lossless else lossy.LossyModelCodec)(name, path)
+
+
 def geometry_of(image):
   image = np.asarray(image)
   if image.ndim != 3 or image.dtype not in (np.uint8, np.uint16):

@@ -100,6 +100,12 @@ def from_bytes(raw):
   return family, model
 
 
+def family_of(raw):
+  """The family name stored in a model .npz's bytes (without building the model)."""
+  with np.load(io.BytesIO(raw)) as f:
+    return str(f["family"])
+
+
 def save(model, family, path):
   with open(path, "wb") as f:
     f.write(to_bytes(model, family))

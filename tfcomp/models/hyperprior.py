@@ -43,6 +43,8 @@ class Hyperprior(tf.keras.Model):
     compression: build the range-coding tables (after training; see make_compressible).
   """
 
+  lossless = False  # which codec (tfcomp.codecs.lossless / lossy) carries it
+
   def __init__(self, num_filters=128, latent_channels=192, hyper_filters=128,
                variant="mean_scale", distortion="mse", lmbda=0.01, num_scales=64,
                scale_min=0.11, scale_max=256.0, compression=False, **kwargs):

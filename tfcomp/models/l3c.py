@@ -80,6 +80,8 @@ class L3C(tf.keras.Model):
     fuse_features: add the coarser decoder's features to each decoder's input.
   """
 
+  lossless = True  # which codec (tfcomp.codecs.lossless / lossy) carries it
+
   def __init__(self, num_scales=3, num_features=64, num_blocks=8, latent_channels=5,
                num_centers=25, num_components=10, kernel_size=3, atrous_rates=(1, 2, 4),
                quantizer_sigma=2.0, scale_input="learned", shared=False, fuse_features=True,

@@ -93,6 +93,8 @@ class SReC(tf.keras.Model):
     atrous_rates: dilations of the classifiers' parallel convolutions.
   """
 
+  lossless = True  # which codec (tfcomp.codecs.lossless / lossy) carries it
+
   def __init__(self, num_levels=3, num_features=64, num_blocks=3, num_components=10,
                kernel_size=3, atrous_rates=(1, 2, 4), **kwargs):
     super().__init__(**kwargs)
@@ -222,7 +224,8 @@ class SReC(tf.keras.Model):
       inputs = [tf.cast(s, tf.float32) / (4 * 127.5) - 1.0]
       for i, size in enumerate(self.quarter_sizes(h, w)):
         raw, context = self._step_impl(level, i, tf.concat(inputs, -1), context, training)
-        bits[f"y{level}_{i}"] = self._slice_bits(quarters_[i], raw, inputs[0], size, channels)
+        bits[f"y{level}_{i}"] = self._slice_bits(quarters_[i], raw, inputs[0], size,
+                                                 channels)
         inputs.append(self._normalized(quarters_[i]))
     total = tf.add_n(list(bits.values()))
     subpixels = tf.cast(shape[0] * shape[1] * shape[2] * channels, tf.float32)

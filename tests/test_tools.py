@@ -1,0 +1,84 @@
+"""tools/train.py and tools/val.py, called in-process through their main(argv)."""
+import csv
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfcomp import io, models, testing
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "tools"))
+import train  # noqa: E402  pylint: disable=wrong-import-position
+import val  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def _run(module, argv):
+  module.FLAGS.unparse_flags()
+  module.main(argv)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+  folder = tmp_path_factory.mktemp("images")
+  for i, (h, w) in enumerate([(40, 56), (33, 20)]):
+    io.write_png(str(folder / f"im{i}.png"), testing.smooth_image(h, w, 3, seed=i))
+  return str(folder)
+
+
+def _event_tags(logdir):
+  tags = set()
+  for path in glob.glob(os.path.join(logdir, "**", "events.out.tfevents.*"), recursive=True):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        tags.add(value.tag)
+  return tags
+
+
+@pytest.mark.parametrize("family,overrides,scalars,images_", [
+    ("srec", ["num_features=8", "num_blocks=1", "num_components=2"],
+     {"loss", "bpsp", "bpsp/y0_0", "learning_rate"}, {"x", "y1"}),
+    ("hyperprior", ["num_filters=8", "latent_channels=8", "hyper_filters=8"],
+     {"loss", "bpp", "psnr", "mse", "learning_rate"}, {"x", "x_hat", "scales"}),
+])
+def test_train_writes_summaries_checkpoints_and_the_model(tmp_path, images, family,
+                                                          overrides, scalars, images_):
+  logdir = str(tmp_path / "run")
+  argv = ["train.py", "--model", family, "--config", "small", "--train", images,
+          "--eval", images, "--logdir", logdir, "--steps", "2", "--batch_size", "2",
+          "--crop_size", "16" if family == "srec" else "64", "--summary_every", "1",
+          "--eval_every", "2", "--checkpoint_every", "1"]
+  argv += [f"--set={o}" for o in overrides]
+  if family == "hyperprior":  # crops must cover a 64x64 block; make bigger images
+    for i in range(2):
+      io.write_png(str(tmp_path / f"big{i}.png"), testing.smooth_image(80, 90, 3, seed=i))
+    argv[argv.index("--train") + 1] = argv[argv.index("--eval") + 1] = str(tmp_path)
+  _run(train, argv)
+  assert os.path.exists(os.path.join(logdir, "model.npz"))
+  assert glob.glob(os.path.join(logdir, "ckpt", "ckpt-2.index"))
+  tags = _event_tags(logdir)
+  assert scalars <= tags, scalars - tags
+  assert images_ <= tags, images_ - tags
+
+
+def test_val_reports_estimated_and_real_rates(tmp_path, images):
+  model = models.SReC(num_features=8, num_blocks=1, num_components=2)
+  models.build_variables(model)
+  weights = str(tmp_path / "tiny.npz")
+  models.save(model, "srec", weights)
+  out = str(tmp_path / "val")
+  _run(val, ["val.py", "--weights", weights, "--real_bpp", "--save_ours", "--out", out,
+             images])
+  with open(os.path.join(out, "measures.csv")) as f:
+    rows = list(csv.DictReader(f))
+  assert [r["image"] for r in rows] == ["im0.png", "im1.png"]
+  for r in rows:
+    assert float(r["real_bpsp"]) > 0 and abs(float(r["overhead_percent"])) < 50
+  results = json.load(open(os.path.join(out, "results.json")))
+  assert results["images"] == 2 and "estimated_bpsp" in results["mean"]
+  np.testing.assert_array_equal(io.read_image(os.path.join(out, "imgs", "im1.png")),
+                                io.read_image(os.path.join(images, "im1.png")))
