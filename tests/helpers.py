@@ -20,3 +20,22 @@ def roundtrip(codec, image):
   np.testing.assert_array_equal(decoded, image)
   assert decoded.dtype == image.dtype and decoded.shape == image.shape
   return data, parsed
+
+
+def training_gradients(model, x):
+  """One training-mode pass of `model` on x.
+
+  Returns (out, scalars, grads): the model's outputs, its loss scalars, and the gradient
+  of its loss for each trainable variable, as (variable, gradient or None) pairs.
+  """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  with tf.GradientTape() as tape:
+    out = model(x, training=True)
+    loss, scalars = model.loss_and_scalars(x, out)
+  variables = model.trainable_variables
+  return out, scalars, list(zip(variables, tape.gradient(loss, variables)))
+
+
+def without_gradient(grads):
+  """Names of the variables in `training_gradients`' pairs that got no gradient."""
+  return [v.name for v, g in grads if g is None]

@@ -9,6 +9,8 @@ import tensorflow as tf
 from tfcomp import models, testing
 from tfcomp.models import srec
 
+import helpers
+
 TINY = {"num_features": 8, "num_blocks": 1, "num_components": 3}
 
 
@@ -28,10 +30,8 @@ def test_pyramid_sums_rounds_and_recovers_every_level(shape):
 def test_gradients_reach_every_weight_and_parts_add_up():
   model = models.SReC(**TINY)
   x = tf.constant(testing.smooth_image(32, 48, 3, seed=2)[None])
-  with tf.GradientTape() as tape:
-    out = model(x, training=True)
-  grads = tape.gradient(out["bpsp"], model.trainable_variables)
-  assert not [v.name for v, g in zip(model.trainable_variables, grads) if g is None]
+  out, _, grads = helpers.training_gradients(model, x)
+  assert not helpers.without_gradient(grads)
   parts = out["bits_per_level"]
   np.testing.assert_allclose(float(out["bits"][0]), sum(float(b[0]) for b in parts.values()),
                              rtol=1e-5)

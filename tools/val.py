@@ -89,7 +89,7 @@ def evaluate_image(codec, name, image, real):
 def write_samples(codec, name, image, folder):
   model = codec.model
   stem = os.path.splitext(os.path.basename(name))[0]
-  tile = codec._padded_tile(image)  # pylint: disable=protected-access
+  tile = codec.padded(image)
   tfcomp_io.write_png(os.path.join(folder, f"{stem}_original.png"), image)
   for s in range(1, model.num_scales + 1):
     drawn = np.asarray(model.sample(tile, s))[0, :image.shape[0], :image.shape[1]]

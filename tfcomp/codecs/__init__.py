@@ -66,9 +66,7 @@ def from_weights(name, path):
   """The lossless or lossy codec around the model stored at `path` (a models.save .npz)."""
   from tfcomp import models  # pylint: disable=import-outside-toplevel
   from tfcomp.codecs import lossless, lossy  # pylint: disable=import-outside-toplevel
-  with open(path, "rb") as f:
-    family = models.family_of(f.read())
-  cls = models.FAMILIES[family]
+  cls = models.FAMILIES[models.family_of(path)]
   return (lossless.LosslessModelCodec if cls.lossless else lossy.LossyModelCodec)(name, path)
 
 

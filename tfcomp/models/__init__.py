@@ -100,9 +100,9 @@ def from_bytes(raw):
   return family, model
 
 
-def family_of(raw):
-  """The family name stored in a model .npz's bytes (without building the model)."""
-  with np.load(io.BytesIO(raw)) as f:
+def family_of(path):
+  """The family name stored in a model .npz (reads that entry only)."""
+  with np.load(path) as f:
     return str(f["family"])
 
 

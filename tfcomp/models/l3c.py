@@ -241,7 +241,7 @@ class L3C(tf.keras.Model):
     """
     x = tf.convert_to_tensor(x)
     scales = self.analyze(x, training=training)
-    top_values, top_levels = scales[-1]
+    top_levels = scales[-1][1]
     top_count = tf.cast(tf.reduce_prod(tf.shape(top_levels)[1:]), tf.float32)
     bits = [tf.fill(tf.shape(x)[:1], self._top_coder.bits(top_count))]
     fused = None

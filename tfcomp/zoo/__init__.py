@@ -30,11 +30,6 @@ def _fixedpred(name):
   return fixedpred.FixedPredCodec(name, os.path.join(WEIGHTS_DIR, f"{name}.npz"))
 
 
-def _learned_lossless(name):
-  from tfcomp.codecs import lossless  # pylint: disable=import-outside-toplevel
-  return lossless.LosslessModelCodec(name, os.path.join(WEIGHTS_DIR, f"{name}.npz"))
-
-
 ENTRIES = (
     ZooEntry("fixedpred-v1", "fixedpred", True,
              "non-learned baseline: gradient predictor, block-adaptive Laplacian tables; "
