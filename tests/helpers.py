@@ -39,3 +39,16 @@ def training_gradients(model, x):
 def without_gradient(grads):
   """Names of the variables in `training_gradients`' pairs that got no gradient."""
   return [v.name for v, g in grads if g is None]
+
+
+def tool(name):
+  """The module tools/<name>.py, imported so that tests call its main(argv) in-process."""
+  import importlib  # pylint: disable=import-outside-toplevel
+  import os  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+  if folder not in sys.path:
+    sys.path.insert(0, folder)
+  module = importlib.import_module(name)
+  module.FLAGS.unparse_flags()
+  return module

@@ -142,7 +142,7 @@ def test_console_script_in_a_subprocess(tmp_path):
   src = save(tmp_path / "a.png", testing.smooth_image(9, 11, 3))
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0")  # the CLI must silence TF itself
   env.pop("TF_CPP_MIN_LOG_LEVEL")
-  cmd = [sys.executable, "-m", "tfcomp.cli"]
+  cmd = [sys.executable, "-m", "tfcomp_cli"]  # the console script's entry point
   ok = subprocess.run(cmd + ["compress", src, tmp_path / "a.tfc"], capture_output=True,
                       text=True, env=env)
   assert ok.returncode == 0 and ok.stderr == "", ok.stderr

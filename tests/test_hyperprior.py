@@ -13,7 +13,9 @@ TINY = {"num_filters": 16, "latent_channels": 24, "hyper_filters": 16}
 @pytest.mark.parametrize("variant", ["scale", "mean_scale"])
 def test_coded_reconstruction_equals_the_model_and_bits_are_close(variant):
   tf.random.set_seed(0)
-  model = models.Hyperprior(**TINY, variant=variant)
+  # scale_min=1: an untrained model predicts the smallest scale everywhere, where values
+  # off the center cost far more under the Gaussian than in the coder's escape path.
+  model = models.Hyperprior(**TINY, variant=variant, scale_min=1.0)
   x = tf.constant(testing.smooth_image(64, 128, 3, seed=1)[None])
   _, scalars, grads = helpers.training_gradients(model, x)
   assert not helpers.without_gradient(grads) and {"bpp", "psnr", "loss"} <= set(scalars)
@@ -23,6 +25,12 @@ def test_coded_reconstruction_equals_the_model_and_bits_are_close(variant):
   x_hat = model.decompress(string_y, string_z, y_shape, z_shape)
   np.testing.assert_array_equal(x_hat.numpy(), out["x_hat"].numpy())
   assert out["x_hat"].shape == x.shape
+  # Rate: a textured image, so that the strings' few bytes of flush overhead stay small.
+  x = tf.constant(np.random.default_rng(1).integers(0, 256, (1, 128, 192, 3), np.uint8))
+  estimate = float(model(x)["bits"][0])
+  string_y, string_z, _, _ = model.compress(x)
+  real = 8 * (len(string_y.numpy()[0]) + len(string_z.numpy()[0]))
+  assert estimate > 3000 and abs(real / estimate - 1) < 0.01, (real, estimate)
 
 
 def test_coding_needs_frozen_tables():
@@ -67,3 +75,44 @@ def test_damaged_files_raise_a_clear_error(tiny_codec):
   data = codecs.compress(testing.smooth_image(64, 64, 3, seed=4), tiny_codec)
   with pytest.raises(container.FormatError):
     codecs.decompress(data[:-5], lambda _: tiny_codec)
+
+
+_FRESH_PROCESS = """
+import sys
+import numpy as np
+import tfcomp
+import tensorflow as tf
+served = tf.saved_model.load(sys.argv[1])
+image = np.load(sys.argv[2])
+coded = served.compress(tf.constant(image))
+decoded = served.decompress(coded["strings"], coded["shape"])["image"]
+y, z = (np.frombuffer(s, np.uint8) for s in coded["strings"].numpy())
+np.savez(sys.argv[3], y=y, z=z, shape=coded["shape"].numpy(), image=decoded.numpy())
+"""
+
+
+def test_exported_savedmodel_codes_like_the_codec_in_a_fresh_process(tiny_codec, tmp_path):
+  import os  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  export = helpers.tool("export")
+  weights = tmp_path / "tiny.npz"
+  models.save(tiny_codec.model, "hyperprior", weights)
+  out = tmp_path / "saved"
+  export.main(["export.py", "--weights", str(weights), "--out", str(out)])
+  cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+  signatures = subprocess.run([cli, "show", "--dir", str(out), "--tag_set", "serve"],
+                              capture_output=True, text=True, check=True).stdout
+  assert '"compress"' in signatures and '"decompress"' in signatures, signatures
+  with pytest.raises(Exception, match="exists"):
+    export.main(["export.py", "--weights", str(weights), "--out", str(out)])
+
+  image = testing.smooth_image(37, 70, 3, seed=5)
+  np.save(tmp_path / "image.npy", image)
+  subprocess.run([sys.executable, "-c", _FRESH_PROCESS, str(out), str(tmp_path / "image.npy"),
+                  str(tmp_path / "result.npz")], check=True)
+  result = np.load(tmp_path / "result.npz")
+  sections = tiny_codec.compress(image)
+  assert result["y"].tobytes() == sections["y"] and result["z"].tobytes() == sections["z"]
+  np.testing.assert_array_equal(result["shape"], [37, 70])
+  np.testing.assert_array_equal(result["image"], tiny_codec.estimate(image)["x_hat"])

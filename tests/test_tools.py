@@ -3,7 +3,6 @@ import csv
 import glob
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -11,10 +10,10 @@ import tensorflow as tf
 
 from tfcomp import io, models, testing
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "tools"))
-import train  # noqa: E402  pylint: disable=wrong-import-position
-import val  # noqa: E402  pylint: disable=wrong-import-position
+import helpers
+
+train = helpers.tool("train")
+val = helpers.tool("val")
 
 
 def _run(module, argv):
@@ -82,3 +81,22 @@ def test_val_reports_estimated_and_real_rates(tmp_path, images):
   assert results["images"] == 2 and "estimated_bpsp" in results["mean"]
   np.testing.assert_array_equal(io.read_image(os.path.join(out, "imgs", "im1.png")),
                                 io.read_image(os.path.join(images, "im1.png")))
+
+
+def test_freeze_then_val_codes_a_lossy_model(tmp_path):
+  for i in range(2):
+    io.write_png(str(tmp_path / f"im{i}.png"), testing.smooth_image(70 + i, 90, 3, seed=i))
+  model = models.Hyperprior(num_filters=8, latent_channels=8, hyper_filters=8)
+  trained, frozen = str(tmp_path / "trained.npz"), str(tmp_path / "frozen.npz")
+  models.save(model, "hyperprior", trained)
+  with pytest.raises(ValueError, match="tools/freeze.py"):
+    _run(val, ["val.py", "--weights", trained, "--out", str(tmp_path / "x"), str(tmp_path)])
+  _run(helpers.tool("freeze"), ["freeze.py", "--weights", trained, "--out", frozen])
+  out = str(tmp_path / "val")
+  _run(val, ["val.py", "--weights", frozen, "--real_bpp", "--save_ours", "--out", out,
+             str(tmp_path / "*.png")])
+  with open(os.path.join(out, "measures.csv")) as f:
+    rows = list(csv.DictReader(f))
+  assert [r["image"] for r in rows] == ["im0.png", "im1.png"]
+  for r in rows:
+    assert float(r["real_bpp"]) > 0 and float(r["psnr"]) > 0 and "estimated_bpp" in r

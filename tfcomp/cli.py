@@ -14,9 +14,6 @@ import logging
 import os
 import sys
 
-# TensorFlow's start-up messages would break the one-line-on-error promise.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
@@ -179,7 +176,3 @@ def main(argv=None, out=None, err=None):
 
 def run():
   sys.exit(main(sys.argv[1:]))
-
-
-if __name__ == "__main__":
-  run()

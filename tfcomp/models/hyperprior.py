@@ -40,7 +40,9 @@ class Hyperprior(tf.keras.Model):
     lmbda: rate-distortion weight: loss = bpp + lmbda * distortion, with MSE on 0..255
       values or 1 - MS-SSIM.
     num_scales, scale_min, scale_max: the table of Gaussian scales y's coder uses.
-    compression: build the range-coding tables (after training; see make_compressible).
+    compression: hold range-coding tables. The tables start as empty placeholders that
+      `tfcomp.models.load` fills from the stored weights; `make_compressible()` computes
+      them from a trained prior instead.
   """
 
   lossless = False  # which codec (tfcomp.codecs.lossless / lossy) carries it
@@ -91,9 +93,14 @@ class Hyperprior(tf.keras.Model):
               name="layer_1"),
         _conv(outputs, 3, name="layer_2")], name="h_s")
     self.hyperprior = tfc.NoisyDeepFactorized(batch_shape=(h,))
-    self.build((None, None, None, 3))
+    # Building the transforms directly: Keras' build would trace `call`, where the
+    # untrained side model estimates its quantization offsets (tens of seconds).
+    for net, channels in ((self.g_a, 3), (self.g_s, m), (self.h_a, m), (self.h_s, h)):
+      net.build((None, None, None, channels))
+    self.built = True
     if compression:
-      self.make_compressible()
+      self.side_entropy_model, self.entropy_model = self._entropy_models(compression=True)
+      self.compression = True
 
   def get_config(self):
     return {"num_filters": self.num_filters, "latent_channels": self.latent_channels,
@@ -107,23 +114,50 @@ class Hyperprior(tf.keras.Model):
     """Image sides are padded to multiples of this (g_a and h_a downsample 64x)."""
     return 64
 
+  def latent_shapes(self, height, width):
+    """Spatial shapes of y and z (int32 [2] each) for a padded image of height x width."""
+    size = tf.stack([height, width])
+    return size // 16, size // 64
+
   def scale_fn(self, i):
     """Scale of table index i: geometric from scale_min to scale_max."""
     log_min = tf.math.log(self.scale_min)
     step = (tf.math.log(self.scale_max) - log_min) / (self.num_scales - 1.0)
     return tf.math.exp(log_min + step * i)
 
-  def _entropy_models(self, compression):
-    side = tfc.ContinuousBatchedEntropyModel(self.hyperprior, coding_rank=3,
-                                             compression=compression)
+  def _entropy_models(self, compression, side_tables=None):
+    """(side, main) entropy models. With compression, z's model holds `side_tables`
+    (cdf, cdf_offset, quantization_offset), or empty placeholders that loading fills."""
+    if not compression:
+      side = tfc.ContinuousBatchedEntropyModel(self.hyperprior, coding_rank=3,
+                                               compression=False)
+    elif side_tables is None:
+      side = tfc.ContinuousBatchedEntropyModel(
+          prior_shape=(self.hyperprior.batch_shape), coding_rank=3, compression=True,
+          cdf_shapes=(0, 0), quantization_offset=True, bottleneck_dtype=tf.float32)
+    else:
+      cdf, cdf_offset, offset = side_tables
+      side = tfc.ContinuousBatchedEntropyModel(
+          prior_shape=(self.hyperprior.batch_shape), coding_rank=3, compression=True,
+          cdf=cdf, cdf_offset=cdf_offset, quantization_offset=offset,
+          bottleneck_dtype=tf.float32)
     main = tfc.LocationScaleIndexedEntropyModel(tfc.NoisyNormal, self.num_scales,
                                                 self.scale_fn, coding_rank=3,
                                                 compression=compression)
     return side, main
 
+  @tf.function
+  def _side_tables(self):
+    # Traced: tfc finds the prior's tails and offsets by an iterative search that takes
+    # a minute when run eagerly. The result is computed once and stored with the weights.
+    side = tfc.ContinuousBatchedEntropyModel(self.hyperprior, coding_rank=3,
+                                             compression=True, stateless=True)
+    return side.cdf, side.cdf_offset, side.quantization_offset
+
   def make_compressible(self):
     """Freezes the range-coding tables (from the trained prior) into variables."""
-    self.side_entropy_model, self.entropy_model = self._entropy_models(compression=True)
+    self.side_entropy_model, self.entropy_model = self._entropy_models(
+        compression=True, side_tables=self._side_tables())
     self.compression = True
 
   def _mean_and_index(self, z_hat, y_shape):
@@ -140,11 +174,17 @@ class Hyperprior(tf.keras.Model):
     Without training, y and z are rounded (z to the prior's grid) exactly as when coding.
     """
     x = tf.cast(x, tf.float32)
-    side, main = ((self.side_entropy_model, self.entropy_model) if self.compression
+    coding = self.compression and not training
+    side, main = ((self.side_entropy_model, self.entropy_model) if coding
                   else self._entropy_models(compression=False))
     y = self.g_a(x / 255.0)
     z = self.h_a(tf.abs(y) if self.variant == "scale" else y)
-    z_hat, bits_z = side(z, training=training)
+    if coding:
+      # Restored tables carry no prior, so z's bits come from the prior itself.
+      z_hat = side.quantize(z)
+      bits_z = -tf.reduce_sum(self.hyperprior.log_prob(z_hat), axis=(1, 2, 3)) / tf.math.log(2.0)
+    else:
+      z_hat, bits_z = side(z, training=training)
     mean, index = self._mean_and_index(z_hat, tf.shape(y)[1:3])
     y_hat, bits_y = main(y, index, loc=mean, training=training)
     x_hat = self.g_s(y_hat) * 255.0
@@ -185,6 +225,9 @@ class Hyperprior(tf.keras.Model):
     if not self.compression:
       raise ValueError("call make_compressible() before coding: the range-coding tables "
                        "are frozen after training")
+    if tf.executing_eagerly() and tf.size(self.side_entropy_model.cdf) == 0:
+      raise ValueError("the range-coding tables are empty placeholders: load the model "
+                       "with tfcomp.models.load, or call make_compressible()")
 
   def compress(self, x):
     """Strings (y, z) and the shapes of y and z for one padded image x [1, Hp, Wp, 3]."""

@@ -30,6 +30,11 @@ def _fixedpred(name):
   return fixedpred.FixedPredCodec(name, os.path.join(WEIGHTS_DIR, f"{name}.npz"))
 
 
+def _learned(name):
+  from tfcomp import codecs  # pylint: disable=import-outside-toplevel
+  return codecs.from_weights(name, os.path.join(WEIGHTS_DIR, f"{name}.npz"))
+
+
 ENTRIES = (
     ZooEntry("fixedpred-v1", "fixedpred", True,
              "non-learned baseline: gradient predictor, block-adaptive Laplacian tables; "

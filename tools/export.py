@@ -1,0 +1,95 @@
+"""Exports a lossy tfcomp model as a SavedModel serving `compress` and `decompress`.
+
+    python tools/export.py --model hyperprior-ms-q2 --out exported/hyperprior-ms-q2
+    python tools/export.py --weights runs/hp/model_compressible.npz --out exported/hp
+
+Signatures (one RGB image per call; sides padded and cropped as in tfcomp.codecs.lossy):
+
+    compress(image: uint8 [H, W, 3]) -> strings: string [2] (y, z), shape: int32 [2]
+    decompress(strings: string [2], shape: int32 [2]) -> image: uint8 [H, W, 3]
+
+They are the very functions the `tfcomp` codec runs, so the strings are the payload of a
+.tfc file of the same model. To use the export, a fresh process needs only
+
+    import tfcomp, tensorflow as tf
+    served = tf.saved_model.load(path)
+    coded = served.compress(image)
+    image_hat = served.decompress(coded["strings"], coded["shape"])["image"]
+
+(`import tfcomp` registers tensorflow-compression's range-coding ops the graph uses).
+"""
+import os
+import shutil
+import sys
+import tempfile
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+# pylint: disable=wrong-import-position
+import tensorflow as tf
+
+from tfcomp import codecs, zoo
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("model", None, "zoo model name (see `tfcomp models`)", flag_values=FLAGS)
+flags.DEFINE_string("weights", None, "a compressible lossy model .npz (instead of --model)",
+                    flag_values=FLAGS)
+flags.DEFINE_string("out", None, "the SavedModel directory to write (must not exist)",
+                    flag_values=FLAGS)
+
+
+def load_codec(model, weights):
+  if bool(model) == bool(weights):
+    raise app.UsageError("give exactly one of --model and --weights")
+  if weights:
+    codec = codecs.from_weights(os.path.splitext(os.path.basename(weights))[0], weights)
+  else:
+    try:
+      codec = zoo.load(model)
+    except KeyError as e:
+      raise app.UsageError(str(e.args[0])) from None
+  if not hasattr(codec, "serving"):
+    raise app.UsageError(f"{codec.name} is not a learned lossy model; only those export "
+                         "as SavedModels")
+  return codec
+
+
+def export(codec, out):
+  """Writes the SavedModel of `codec` to the new directory `out`, all or nothing."""
+  if os.path.exists(out):
+    raise app.UsageError(f"{out} exists; give a new directory")
+  parent = os.path.dirname(os.path.abspath(out))
+  os.makedirs(parent, exist_ok=True)
+  staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+  try:
+    serving = codec.serving
+    tf.saved_model.save(serving, staging, signatures={"compress": serving.compress,
+                                                      "decompress": serving.decompress})
+    os.rename(staging, out)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+
+
+def main(argv):
+  """Runs the tool on a full command line (program name first)."""
+  if "--help" in argv or "-h" in argv:
+    print(__doc__ + "\n" + FLAGS.get_help())
+    return
+  argv = FLAGS(argv)
+  if len(argv) != 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS.out:
+    raise app.UsageError("give --out DIR")
+  codec = load_codec(FLAGS.model, FLAGS.weights)
+  export(codec, FLAGS.out)
+  print(f"{codec.name} -> {FLAGS.out} (signatures: compress, decompress)")
+
+
+if __name__ == "__main__":
+  try:
+    main(sys.argv)
+  except (app.UsageError, flags.Error) as e:
+    sys.exit(f"{os.path.basename(sys.argv[0])}: error: {e}")
