@@ -186,6 +186,8 @@ class Hyperprior(tf.keras.Model):
     else:
       z_hat, bits_z = side(z, training=training)
     mean, index = self._mean_and_index(z_hat, tf.shape(y)[1:3])
+    if coding:  # the coder snaps scales to its table: so does the estimate
+      index = tf.round(index)
     y_hat, bits_y = main(y, index, loc=mean, training=training)
     x_hat = self.g_s(y_hat) * 255.0
     pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
