@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from helpers import run_cli
-from tfcomp import codecs, io, testing, zoo
+from tfcomp import codecs, io, metrics, testing, zoo
 
 
 def save(path, array, mode=None):
@@ -187,3 +187,19 @@ def test_default_model_falls_back_for_images_it_cannot_code(tmp_path):
       zoo.load(zoo.DEFAULT).check_image(image)
     except codecs.UnsupportedImageError:
       assert zoo.default_for(image) == zoo.UNIVERSAL
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_every_zoo_model_codes_odd_sizes_through_the_command(tmp_path, name):
+  lossless = zoo.get(name).lossless
+  for shape in ((1, 1, 3), (37, 23, 3), (23, 37, 1)):
+    image = testing.smooth_image(*shape, seed=sum(shape))
+    src = save(tmp_path / "in.png", image)
+    assert run_cli("compress", "--model", name, src, tmp_path / "x.tfc")[0] == 0
+    assert run_cli("decompress", tmp_path / "x.tfc", tmp_path / "out.png")[0] == 0
+    decoded = io.read_image(tmp_path / "out.png")
+    assert decoded.shape == image.shape and decoded.dtype == np.uint8
+    if lossless:
+      np.testing.assert_array_equal(decoded, image)
+    elif shape[0] > 1:
+      assert metrics.psnr(image, decoded) > 20, (name, shape)
