@@ -88,6 +88,36 @@ def test_cdf_coder_empty_and_shapes():
   assert ops.cdf_decode(empty, np.zeros((0, 4), np.int32)).shape == (0,)
 
 
+def test_cdf_stream_decodes_step_by_step_in_graph_mode():
+  """One stream, decoded in steps whose rows depend on the symbols decoded before."""
+  rng = np.random.default_rng(5)
+  steps, m = 40, 6
+  tables = ops.pmf_to_cdf(rng.dirichlet(np.ones(m - 1), m - 1).astype(np.float32)).numpy()
+  values = [rng.integers(0, m - 1, int(rng.integers(0, 30))).astype(np.int32)
+            for _ in range(steps)]
+  # Step k's rows: table[previous step's first value], as a context model would choose.
+  rows = [tables[np.full(len(v), values[k - 1][0] if k and len(values[k - 1]) else 0)]
+          for k, v in enumerate(values)]
+  encoded = ops.cdf_encode(np.concatenate(values), np.concatenate(rows))
+
+  @tf.function
+  def step(state, cdf, final):
+    return ops.cdf_decode_chunk(encoded, state, cdf, final=final)
+
+  state, previous = ops.CDF_DECODE_START, None
+  for k, v in enumerate(values):
+    context = previous[0] if previous is not None and len(previous) else 0
+    decoded, state = step(state, tables[np.full(len(v), context)], k == steps - 1)
+    np.testing.assert_array_equal(decoded, v)
+    previous = decoded.numpy()
+  with pytest.raises(InvalidArgument, match="does not end"):
+    ops.cdf_decode_chunk(encoded, ops.CDF_DECODE_START, np.concatenate(rows)[:-1], final=True)
+  with pytest.raises(InvalidArgument, match="does not belong"):
+    ops.cdf_decode_chunk(encoded, [1 << 40, 1 << 40, 10**9, 0], tables[:1])
+  with pytest.raises(InvalidArgument, match="state must have shape"):
+    ops.load().tfcomp_cdf_decode_chunk(encoded, tf.zeros(3, tf.int64), tables[:1])
+
+
 def test_pmf_to_cdf_keeps_every_symbol_codable():
   pmf = np.array([[1, 0, 0, 1e-9], [0, 0, 0, 0], [0.25, 0.25, 0.25, 0.25]], np.float32)
   cdf = ops.pmf_to_cdf(pmf, 8).numpy()

@@ -100,9 +100,39 @@ REGISTER_OP("TfcompCdfDecode")
     .Doc(R"doc(
 Decodes what TfcompCdfEncode produced, given the same CDF rows.
 
-All rows must be known up front; a sequential decoder calls this once per step with the
-rows of that step.
+All rows must be known up front; decoders that learn rows from earlier symbols use
+TfcompCdfDecodeChunk.
 values: cdf's shape without its last axis.
+)doc");
+
+REGISTER_OP("TfcompCdfDecodeChunk")
+    .Input("encoded: string")
+    .Input("state: int64")
+    .Input("cdf: int32")
+    .Attr("precision: int >= 1 = 16")
+    .Attr("final: bool = false")
+    .Output("values: int32")
+    .Output("new_state: int64")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle unused, state, values;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 0, &unused));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 1, &state));
+      TF_RETURN_IF_ERROR(c->Subshape(c->input(2), 0, -1, &values));
+      c->set_output(0, values);
+      c->set_output(1, c->Vector(4));
+      return tensorflow::OkStatus();
+    })
+    .Doc(R"doc(
+Decodes the next symbols of a TfcompCdfEncode stream, resuming from `state`.
+
+A sequential decoder (a context model whose CDF rows depend on the symbols decoded before)
+calls this once per step with that step's rows, threading the state through; the encoder
+codes all steps' symbols, in the same order, with one TfcompCdfEncode.
+state: int64 [4]; zeros to start, then the previous call's new_state. A state that cannot
+  belong to the stream is an InvalidArgument error.
+final: the stream must end right after these symbols (set on the last call).
+values: cdf's shape without its last axis.
+new_state: the state after these symbols.
 )doc");
 
 REGISTER_OP("TfcompPmfToCdf")

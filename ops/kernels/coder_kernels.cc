@@ -153,6 +153,42 @@ class CdfDecodeOp : public OpKernel {
   int precision_;
 };
 
+class CdfDecodeChunkOp : public OpKernel {
+ public:
+  explicit CdfDecodeChunkOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("precision", &precision_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("final", &final_));
+  }
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& encoded = ctx->input(0);
+    const Tensor& state = ctx->input(1);
+    const Tensor& cdf = ctx->input(2);
+    OP_REQUIRES(ctx, TensorShapeUtils::IsScalar(encoded.shape()),
+                errors::InvalidArgument("encoded must be a scalar string"));
+    OP_REQUIRES(ctx, state.dims() == 1 && state.dim_size(0) == kCdfDecodeStateSize,
+                errors::InvalidArgument("state must have shape [", kCdfDecodeStateSize, "]"));
+    OP_REQUIRES(ctx, cdf.dims() >= 1,
+                errors::InvalidArgument("cdf must have at least one axis"));
+    TensorShape shape = cdf.shape();
+    shape.RemoveLastDims(1);
+    Tensor* values;
+    Tensor* new_state;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, shape, &values));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, state.shape(), &new_state));
+    auto next = new_state->flat<int64_t>();
+    for (int k = 0; k < kCdfDecodeStateSize; ++k) next(k) = state.flat<int64_t>()(k);
+    const tstring& data = encoded.scalar<tstring>()();
+    TFCOMP_CHECK_OK(ctx, CdfDecodeChunk(cdf.flat<int32_t>().data(),
+                                        cdf.dim_size(cdf.dims() - 1), precision_, data.data(),
+                                        data.size(), shape.num_elements(), final_, next.data(),
+                                        values->flat<int32_t>().data()));
+  }
+
+ private:
+  int precision_;
+  bool final_;
+};
+
 class PmfToCdfOp : public OpKernel {
  public:
   explicit PmfToCdfOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -280,6 +316,7 @@ REGISTER_KERNEL_BUILDER(Name("TfcompTableEncode").Device(DEVICE_CPU), TableEncod
 REGISTER_KERNEL_BUILDER(Name("TfcompTableDecode").Device(DEVICE_CPU), TableDecodeOp);
 REGISTER_KERNEL_BUILDER(Name("TfcompCdfEncode").Device(DEVICE_CPU), CdfEncodeOp);
 REGISTER_KERNEL_BUILDER(Name("TfcompCdfDecode").Device(DEVICE_CPU), CdfDecodeOp);
+REGISTER_KERNEL_BUILDER(Name("TfcompCdfDecodeChunk").Device(DEVICE_CPU), CdfDecodeChunkOp);
 REGISTER_KERNEL_BUILDER(Name("TfcompPmfToCdf").Device(DEVICE_CPU), PmfToCdfOp);
 REGISTER_KERNEL_BUILDER(Name("TfcompMixtureEncode").Device(DEVICE_CPU), MixtureEncodeOp);
 REGISTER_KERNEL_BUILDER(Name("TfcompMixtureDecode").Device(DEVICE_CPU), MixtureDecodeOp);

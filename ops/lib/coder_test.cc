@@ -76,6 +76,35 @@ void TestRandomBytesNeverCrash() {
   }
 }
 
+// One stream decoded in chunks of every size gives the values; a forged state is refused.
+void TestCdfDecodeInChunks() {
+  std::mt19937 rng(4);
+  const int kM = 7, kN = 1001, kPrecision = 15;
+  std::vector<float> pmf(kN * (kM - 1));
+  for (auto& v : pmf) v = std::uniform_real_distribution<float>(0.01f, 1)(rng);
+  std::vector<int32_t> cdf(kN * kM), values(kN), decoded(kN);
+  EXPECT(tfcomp::PmfToCdf(pmf.data(), kN, kM - 1, kPrecision, cdf.data()).empty());
+  for (auto& v : values) v = std::uniform_int_distribution<int>(0, kM - 2)(rng);
+  std::string data;
+  EXPECT(tfcomp::CdfEncode(cdf.data(), kM, kPrecision, values.data(), kN, &data).empty());
+  for (int chunk : {1, 2, 3, 64, kN}) {
+    int64_t state[tfcomp::kCdfDecodeStateSize] = {};
+    for (int start = 0; start < kN; start += chunk) {
+      const int n = std::min(chunk, kN - start);
+      EXPECT(tfcomp::CdfDecodeChunk(&cdf[start * kM], kM, kPrecision, data.data(), data.size(),
+                                    n, start + n == kN, state, &decoded[start]).empty());
+    }
+    EXPECT(decoded == values);
+  }
+  int64_t forged[tfcomp::kCdfDecodeStateSize] = {1, 2, 3, 0};
+  EXPECT(!tfcomp::CdfDecodeChunk(cdf.data(), kM, kPrecision, data.data(), data.size(), 1, false,
+                                 forged, decoded.data()).empty());
+  int64_t past_end[tfcomp::kCdfDecodeStateSize] = {int64_t{1} << 40, int64_t{1} << 40,
+                                                   static_cast<int64_t>(data.size()) + 4, 0};
+  EXPECT(!tfcomp::CdfDecodeChunk(cdf.data(), kM, kPrecision, data.data(), data.size(), 1, false,
+                                 past_end, decoded.data()).empty());
+}
+
 void TestMixture() {
   std::mt19937 rng(3);
   std::normal_distribution<float> normal;
@@ -131,6 +160,7 @@ int main() {
   std::printf("mixture coder vector path: %s\n", tfcomp::MixtureSimdEnabled() ? "AVX2" : "none");
   TestTableRoundTrip();
   TestRandomBytesNeverCrash();
+  TestCdfDecodeInChunks();
   TestMixture();
   std::printf(failures ? "%d failed\n" : "all passed\n", failures);
   return failures ? 1 : 0;

@@ -90,6 +90,26 @@ class RansDecoder {
     end_ = reinterpret_cast<const uint8_t*>(data) + size;
   }
 
+  // Resumes at a point that `Save` recorded while decoding the same stream. ok() is false
+  // if the point cannot belong to a stream of `size` bytes.
+  RansDecoder(const char* data, size_t size, const uint64_t lanes[kRansLanes], uint64_t offset) {
+    ok_ = size >= 8 * kRansLanes && (size - 8 * kRansLanes) % 4 == 0 &&
+          offset >= 8 * kRansLanes && offset <= size && (offset - 8 * kRansLanes) % 4 == 0;
+    for (int l = 0; l < kRansLanes; ++l) {
+      state_[l] = lanes[l];
+      ok_ = ok_ && lanes[l] >= kRansLow && lanes[l] < (kRansLow << 32);
+    }
+    if (!ok_) return;
+    pos_ = reinterpret_cast<const uint8_t*>(data) + offset;
+    end_ = reinterpret_cast<const uint8_t*>(data) + size;
+  }
+
+  // Records the decoding point: the lane states and the byte offset of the next word.
+  void Save(const char* data, uint64_t lanes[kRansLanes], uint64_t* offset) const {
+    for (int l = 0; l < kRansLanes; ++l) lanes[l] = state_[l];
+    *offset = static_cast<uint64_t>(pos_ - reinterpret_cast<const uint8_t*>(data));
+  }
+
   bool ok() const { return ok_; }
 
   // The slot in [0, 2^precision) that identifies the next symbol of `lane`.

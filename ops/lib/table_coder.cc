@@ -218,28 +218,48 @@ std::string CdfEncode(const int32_t* cdf, int64_t m, int precision, const int32_
   return "";
 }
 
-std::string CdfDecode(const int32_t* cdf, int64_t m, int precision, const char* data,
-                      size_t size, int64_t n, int32_t* values) {
+std::string CdfDecodeChunk(const int32_t* cdf, int64_t m, int precision, const char* data,
+                           size_t size, int64_t n, bool final, int64_t* state,
+                           int32_t* values) {
   std::string error = CheckPrecision(precision);
   if (!error.empty()) return error;
   if (m < 2) return "CDF rows need at least 2 entries, got " + Str(m);
-  RansDecoder dec(data, size);
-  if (!dec.ok()) return "corrupted or truncated stream: bad header";
+  bool start = true;
+  for (int k = 0; k < kCdfDecodeStateSize; ++k) start = start && state[k] == 0;
+  const int64_t done = state[3];
+  uint64_t lanes[kRansLanes] = {static_cast<uint64_t>(state[0]), static_cast<uint64_t>(state[1])};
+  RansDecoder dec = start ? RansDecoder(data, size)
+                          : RansDecoder(data, size, lanes, static_cast<uint64_t>(state[2]));
+  if (!dec.ok() || done < 0) {
+    return start ? "corrupted or truncated stream: bad header"
+                 : "the decoder state does not belong to this stream";
+  }
   for (int64_t i = 0; i < n; ++i) {
     const int32_t* row = cdf + i * m;
     if (!ValidRow(row, m, precision)) {
       return "CDF row " + Str(i) + " must start at 0, end at 2^precision and not decrease";
     }
-    const int lane = static_cast<int>(i & 1);
+    const int lane = static_cast<int>((done + i) & 1);
     const int64_t s = Search(row, m, dec.Peek(lane, precision));
     if (!dec.Advance(lane, row[s], row[s + 1] - row[s], precision)) {
-      return "corrupted or truncated stream: it ended after " + Str(i) + " of " + Str(n) +
-             " symbols";
+      return "corrupted or truncated stream: it ended after " + Str(done + i) + " symbols";
     }
     values[i] = static_cast<int32_t>(s);
   }
-  if (!dec.Finish()) return "corrupted stream: it does not end where the symbols end";
+  if (final && !dec.Finish()) return "corrupted stream: it does not end where the symbols end";
+  uint64_t offset;
+  dec.Save(data, lanes, &offset);
+  state[0] = static_cast<int64_t>(lanes[0]);
+  state[1] = static_cast<int64_t>(lanes[1]);
+  state[2] = static_cast<int64_t>(offset);
+  state[3] = done + n;
   return "";
+}
+
+std::string CdfDecode(const int32_t* cdf, int64_t m, int precision, const char* data,
+                      size_t size, int64_t n, int32_t* values) {
+  int64_t state[kCdfDecodeStateSize] = {};
+  return CdfDecodeChunk(cdf, m, precision, data, size, n, /*final=*/true, state, values);
 }
 
 std::string PmfToCdf(const float* pmf, int64_t n, int64_t m, int precision, int32_t* cdf) {

@@ -37,6 +37,17 @@ std::string CdfEncode(const int32_t* cdf, int64_t m, int precision, const int32_
 std::string CdfDecode(const int32_t* cdf, int64_t m, int precision, const char* data,
                       size_t size, int64_t n, int32_t* values);
 
+// Resumable explicit-CDF decoding, for decoders that learn each step's CDF rows from the
+// symbols of earlier steps while the encoder coded all steps as one stream: decodes the
+// next n symbols of a CdfEncode stream from `state` and advances it. An all-zero state is
+// the start of the stream; with `final`, the stream must end right after these symbols.
+// The state is (lane 0, lane 1, byte offset, symbols decoded so far); a state that cannot
+// belong to the stream is rejected.
+constexpr int kCdfDecodeStateSize = 4;
+std::string CdfDecodeChunk(const int32_t* cdf, int64_t m, int precision, const char* data,
+                           size_t size, int64_t n, bool final, int64_t* state,
+                           int32_t* values);
+
 // Quantizes each row of `pmf` ([n, m], non-negative, finite) into a CDF row of m + 1 entries
 // in which every symbol has frequency >= 1. Deterministic: IEEE double arithmetic only.
 std::string PmfToCdf(const float* pmf, int64_t n, int64_t m, int precision, int32_t* cdf);

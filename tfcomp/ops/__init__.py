@@ -6,7 +6,8 @@ fail with `tf.errors.InvalidArgumentError` on corrupted, truncated or random inp
 Coders (interleaved rANS, 16-bit probabilities):
   * `table_encode` / `table_decode`: int32 values, each with a CDF table chosen by an index,
     with an escape so that every int32 is codable.
-  * `cdf_encode` / `cdf_decode`: each value with its own CDF row.
+  * `cdf_encode` / `cdf_decode`: each value with its own CDF row; `cdf_decode_chunk`
+    decodes such a stream step by step, for context models.
   * `mixture_encode` / `mixture_decode`: subpixels under discretized logistic mixtures,
     CDFs computed inside the kernel in fixed point.
   * `pmf_to_cdf`: deterministic quantization of PMFs into CDF rows.
@@ -17,7 +18,8 @@ from tfcomp.ops._loader import OpsNotBuiltError, library_path, load
 
 __all__ = [
     "OpsNotBuiltError", "library_path", "table_encode", "table_decode", "cdf_encode",
-    "cdf_decode", "pmf_to_cdf", "mixture_encode", "mixture_decode",
+    "cdf_decode", "cdf_decode_chunk", "CDF_DECODE_START", "pmf_to_cdf", "mixture_encode",
+    "mixture_decode",
 ]
 
 
@@ -62,6 +64,30 @@ def cdf_encode(values, cdf, precision=16):
 def cdf_decode(encoded, cdf, precision=16):
   """Decodes `cdf_encode`'s output; returns int32 values shaped like `cdf[..., 0]`."""
   return load().tfcomp_cdf_decode(encoded, _i32(cdf), precision=precision)
+
+
+CDF_DECODE_START = (0, 0, 0, 0)  # the state of `cdf_decode_chunk` before the first call
+
+
+def cdf_decode_chunk(encoded, state, cdf, precision=16, final=False):
+  """Decodes the next symbols of a `cdf_encode` stream, resuming from `state`.
+
+  For sequential decoders whose CDF rows depend on earlier symbols: the encoder codes all
+  symbols in decoding order with one `cdf_encode`; the decoder calls this once per step
+  with that step's rows, starting from CDF_DECODE_START and threading the state through.
+
+  Args:
+    encoded: scalar string from `cdf_encode`.
+    state: int64 [4], CDF_DECODE_START or the previous call's new state.
+    cdf: int32 [..., M], this step's rows.
+    precision: as for `cdf_encode`.
+    final: True on the last call: the stream must end right after these symbols.
+
+  Returns:
+    (values int32 shaped like cdf without its last axis, the new state).
+  """
+  return load().tfcomp_cdf_decode_chunk(encoded, tf.convert_to_tensor(state, tf.int64),
+                                        _i32(cdf), precision=precision, final=final)
 
 
 def pmf_to_cdf(pmf, precision=16):
