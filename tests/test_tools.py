@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcomp import io, models, testing
+from tfcomp import codecs, io, models, testing
 
 import helpers
 
@@ -62,6 +62,11 @@ def test_train_writes_summaries_checkpoints_and_the_model(tmp_path, images, fami
   tags = _event_tags(logdir)
   assert scalars <= tags, scalars - tags
   assert images_ <= tags, images_ - tags
+  frozen = str(tmp_path / "frozen.npz")
+  _run(helpers.tool("freeze"), ["freeze.py", "--logdir", logdir, "--out", frozen])
+  codec = codecs.from_weights("frozen", frozen)
+  assert codec.model.get_config()["num_filters" if family == "hyperprior" else
+                                  "num_features"] == 8
 
 
 def test_val_reports_estimated_and_real_rates(tmp_path, images):

@@ -88,6 +88,23 @@ def _restore_weights(model, family, source):
   tf.train.Checkpoint(model=model).restore(path).expect_partial()
 
 
+def load_run(logdir):
+  """(family, model, step): the model of a training run at its latest checkpoint."""
+  try:
+    with open(os.path.join(logdir, "config.json")) as f:
+      run = json.load(f)
+  except OSError as e:
+    raise ValueError(f"{logdir} is not a training run (no readable config.json): {e}") from None
+  path = tf.train.latest_checkpoint(os.path.join(logdir, "ckpt"))
+  if path is None:
+    raise ValueError(f"{logdir} has no checkpoint under ckpt/")
+  model = models.build(run["family"], run["config"])
+  models.build_variables(model)
+  step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+  tf.train.Checkpoint(model=model, step=step).restore(path).expect_partial()
+  return run["family"], model, int(step.numpy())
+
+
 def train(family, config, options, log=print):
   """Trains a `family` model built from `config`; returns the final eval scalars."""
   options.validate()
