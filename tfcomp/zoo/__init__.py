@@ -35,11 +35,24 @@ def _learned(name):
   return codecs.from_weights(name, os.path.join(WEIGHTS_DIR, f"{name}.npz"))
 
 
+def _hyperprior_v1(quality, lmbda, steps):
+  name = f"hyperprior-ms-v1-q{quality}"
+  return ZooEntry(name, "hyperprior", False,
+                  f"mean-scale hyperprior (Minnen et al. 2018, no context; config "
+                  f"small), MSE, lambda={lmbda}, {steps} CPU training steps; 8-bit gray, RGB",
+                  functools.partial(_learned, name), curve="hyperprior-ms-v1")
+
+
 ENTRIES = (
     ZooEntry("fixedpred-v1", "fixedpred", True,
              "non-learned baseline: gradient predictor, block-adaptive Laplacian tables; "
              "8/16-bit gray, gray+alpha, RGB, RGBA",
              functools.partial(_fixedpred, "fixedpred-v1")),
+    # One RD curve: q3 trained from scratch, the others fine-tuned from its step 3250.
+    _hyperprior_v1(1, 0.0035, 4250),
+    _hyperprior_v1(2, 0.0067, 4250),
+    _hyperprior_v1(3, 0.013, 4500),
+    _hyperprior_v1(4, 0.025, 4250),
 )
 _BY_NAME = {e.name: e for e in ENTRIES}
 
