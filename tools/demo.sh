@@ -11,7 +11,7 @@ sample=tfcomp/samples/kodim23-crop.png
 .venv/bin/tfcomp compress "$sample" "$work/sample.tfc"
 .venv/bin/tfcomp info "$work/sample.tfc"
 .venv/bin/tfcomp decompress "$work/sample.tfc" "$work/decoded.png"
-.venv/bin/python - "$sample" "$work/sample.tfc" "$work/decoded.png" <<'PY'
+TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python - "$sample" "$work/sample.tfc" "$work/decoded.png" <<'PY'
 import os, sys
 import numpy as np
 from tfcomp import io
