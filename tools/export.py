@@ -20,17 +20,12 @@ They are the very functions the `tfcomp` codec runs, so the strings are the payl
 """
 import os
 import shutil
-import sys
 import tempfile
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-# pylint: disable=wrong-import-position
-import tensorflow as tf
-
-from tfcomp import codecs, zoo
+import toolbox  # first: it puts the repository on the path and imports tfcomp
+import tensorflow as tf  # pylint: disable=wrong-import-order
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("model", None, "zoo model name (see `tfcomp models`)", flag_values=FLAGS)
@@ -41,15 +36,7 @@ flags.DEFINE_string("out", None, "the SavedModel directory to write (must not ex
 
 
 def load_codec(model, weights):
-  if bool(model) == bool(weights):
-    raise app.UsageError("give exactly one of --model and --weights")
-  if weights:
-    codec = codecs.from_weights(os.path.splitext(os.path.basename(weights))[0], weights)
-  else:
-    try:
-      codec = zoo.load(model)
-    except KeyError as e:
-      raise app.UsageError(str(e.args[0])) from None
+  codec = toolbox.load_codec(model, weights)
   if not hasattr(codec, "serving"):
     raise app.UsageError(f"{codec.name} is not a learned lossy model; only those export "
                          "as SavedModels")
@@ -75,10 +62,9 @@ def export(codec, out):
 
 def main(argv):
   """Runs the tool on a full command line (program name first)."""
-  if "--help" in argv or "-h" in argv:
-    print(__doc__ + "\n" + FLAGS.get_help())
+  argv = toolbox.parse(FLAGS, __doc__, argv)
+  if argv is None:
     return
-  argv = FLAGS(argv)
   if len(argv) != 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS.out:
@@ -89,7 +75,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  try:
-    main(sys.argv)
-  except (app.UsageError, flags.Error) as e:
-    sys.exit(f"{os.path.basename(sys.argv[0])}: error: {e}")
+  toolbox.run(main)

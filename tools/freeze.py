@@ -8,15 +8,10 @@ once from the trained prior and stored with the weights, so a decoder never rebu
 this tool computes and stores them. Lossless models need no tables and are copied as is.
 Zoo names are never reused for other weights: files record the weights hash.
 """
-import os
-import sys
-
 from absl import app, flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-# pylint: disable=wrong-import-position
-from tfcomp import io as tfcomp_io, models, training
+import toolbox  # first: it puts the repository on the path
+from tfcomp import io as tfcomp_io, models, training  # pylint: disable=wrong-import-order
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("weights", None, "a model .npz written by tools/train.py",
@@ -35,10 +30,9 @@ def freeze(family, model):
 
 def main(argv):
   """Runs the tool on a full command line (program name first)."""
-  if "--help" in argv or "-h" in argv:
-    print(__doc__ + "\n" + FLAGS.get_help())
+  argv = toolbox.parse(FLAGS, __doc__, argv)
+  if argv is None:
     return
-  argv = FLAGS(argv)
   if len(argv) != 1 or bool(FLAGS.weights) == bool(FLAGS.logdir) or not FLAGS.out:
     raise app.UsageError("give --out OUT.npz and one of --weights IN.npz, --logdir RUN")
   if FLAGS.weights:
@@ -53,7 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  try:
-    main(sys.argv)
-  except (app.UsageError, flags.Error) as e:
-    sys.exit(f"{os.path.basename(sys.argv[0])}: error: {e}")
+  toolbox.run(main)

@@ -9,14 +9,11 @@ with the same --logdir resumes; --restore starts from another run's weights. The
 weights (by eval loss) land in <logdir>/model.npz; TensorBoard reads <logdir>.
 """
 import json
-import os
-import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from tfcomp import configs, training  # pylint: disable=wrong-import-position
+import toolbox  # first: it puts the repository on the path
+from tfcomp import configs, training  # pylint: disable=wrong-import-order
 
 # Its own flag registry, so that tests can import several tools into one process.
 FLAGS = flags.FlagValues()
@@ -53,10 +50,9 @@ flags.DEFINE_integer("seed", 0, "seed of the crops and the initialization", flag
 
 def main(argv):
   """Runs the tool on a full command line (program name first)."""
-  if "--help" in argv or "-h" in argv:
-    print(__doc__ + "\n" + FLAGS.get_help())
+  argv = toolbox.parse(FLAGS, __doc__, argv)
+  if argv is None:
     return
-  argv = FLAGS(argv)
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   for name in ("model", "train", "logdir"):
@@ -77,7 +73,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  try:
-    main(sys.argv)
-  except (app.UsageError, flags.Error) as e:
-    sys.exit(f"{os.path.basename(sys.argv[0])}: error: {e}")
+  toolbox.run(main)

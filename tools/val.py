@@ -15,16 +15,13 @@ paper's samples (each image re-drawn from each auxiliary scale upward).
 import csv
 import json
 import os
-import sys
 import time
 
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-# pylint: disable=wrong-import-position
-from tfcomp import codecs, data, io as tfcomp_io, metrics, zoo
+import toolbox  # first: it puts the repository on the path
+from tfcomp import codecs, data, io as tfcomp_io, metrics  # pylint: disable=wrong-import-order
 
 # Its own flag registry, so that tests can import several tools into one process.
 FLAGS = flags.FlagValues()
@@ -38,17 +35,6 @@ flags.DEFINE_bool("save_ours", False, "write the reconstructions to <out>/imgs",
 flags.DEFINE_string("sample", None, "write the paper's samples to this folder (L3C)",
                     flag_values=FLAGS)
 flags.DEFINE_integer("limit", 0, "evaluate the first N images only (0: all)", flag_values=FLAGS)
-
-
-def load_codec(model, weights):
-  if bool(model) == bool(weights):
-    raise app.UsageError("give exactly one of --model and --weights")
-  if weights:
-    return codecs.from_weights(os.path.splitext(os.path.basename(weights))[0], weights)
-  try:
-    return zoo.load(model)
-  except KeyError as e:
-    raise app.UsageError(str(e.args[0])) from None
 
 
 def evaluate_image(codec, name, image, real):
@@ -99,13 +85,12 @@ def write_samples(codec, name, image, folder):
 
 def main(argv):
   """Runs the tool on a full command line (program name first)."""
-  if "--help" in argv or "-h" in argv:
-    print(__doc__ + "\n" + FLAGS.get_help())
+  argv = toolbox.parse(FLAGS, __doc__, argv)
+  if argv is None:
     return
-  argv = FLAGS(argv)
   if len(argv) != 2:
     raise app.UsageError("give one DATASET (a folder, an escaped glob or tfds:NAME)")
-  codec = load_codec(FLAGS.model, FLAGS.weights)
+  codec = toolbox.load_codec(FLAGS.model, FLAGS.weights)
   if FLAGS.sample and not hasattr(getattr(codec, "model", None), "sample"):
     raise app.UsageError(f"--sample needs a model that can sample; {codec.name} cannot")
   images = data.load_images(argv[1], limit=FLAGS.limit or None)
@@ -138,7 +123,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  try:
-    main(sys.argv)
-  except (app.UsageError, flags.Error) as e:
-    sys.exit(f"{os.path.basename(sys.argv[0])}: error: {e}")
+  toolbox.run(main)

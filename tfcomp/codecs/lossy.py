@@ -37,9 +37,8 @@ class Serving(tf.Module):
 
   def _padded(self, image):
     """[1, Hp, Wp, 3]: `image` padded to multiples of block_size by repeating its edges."""
-    block = self.model.block_size
     shape = tf.shape(image)
-    hp, wp = -(-shape[0] // block) * block, -(-shape[1] // block) * block
+    hp, wp = learned.padded_size(shape[0], shape[1], self.model.block_size)
     rows = tf.minimum(tf.range(hp), shape[0] - 1)
     cols = tf.minimum(tf.range(wp), shape[1] - 1)
     x = tf.gather(tf.gather(image, rows, axis=0), cols, axis=1)
@@ -61,9 +60,8 @@ class Serving(tf.Module):
   def decompress(self, strings, shape):
     tf.debugging.assert_greater(shape, 0, message="image sides must be positive")
     tf.debugging.assert_less_equal(shape, container.MAX_SIDE, message="image side too large")
-    block = self.model.block_size
-    y_shape, z_shape = self.model.latent_shapes(-(-shape[0] // block) * block,
-                                                -(-shape[1] // block) * block)
+    y_shape, z_shape = self.model.latent_shapes(
+        *learned.padded_size(shape[0], shape[1], self.model.block_size))
     x_hat = self.model.decompress(strings[:1], strings[1:], y_shape, z_shape)
     return {"image": self._to_image(x_hat, shape)}
 

@@ -131,16 +131,14 @@ class Hyperprior(tf.keras.Model):
     if not compression:
       side = tfc.ContinuousBatchedEntropyModel(self.hyperprior, coding_rank=3,
                                                compression=False)
-    elif side_tables is None:
-      side = tfc.ContinuousBatchedEntropyModel(
-          prior_shape=(self.hyperprior.batch_shape), coding_rank=3, compression=True,
-          cdf_shapes=(0, 0), quantization_offset=True, bottleneck_dtype=tf.float32)
     else:
-      cdf, cdf_offset, offset = side_tables
+      if side_tables is None:
+        tables = {"cdf_shapes": (0, 0), "quantization_offset": True}
+      else:
+        tables = dict(zip(("cdf", "cdf_offset", "quantization_offset"), side_tables))
       side = tfc.ContinuousBatchedEntropyModel(
           prior_shape=(self.hyperprior.batch_shape), coding_rank=3, compression=True,
-          cdf=cdf, cdf_offset=cdf_offset, quantization_offset=offset,
-          bottleneck_dtype=tf.float32)
+          bottleneck_dtype=tf.float32, **tables)
     main = tfc.LocationScaleIndexedEntropyModel(tfc.NoisyNormal, self.num_scales,
                                                 self.scale_fn, coding_rank=3,
                                                 compression=compression)
