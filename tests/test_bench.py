@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import run_cli
+from helpers import run_cli, tool
 from tfcomp import baselines, bench, data, io, metrics, testing
 
 
@@ -116,6 +116,17 @@ def test_lossless_and_lossy_runs_end_to_end(folder, tmp_path):
   assert sorted(p for p in os.listdir(out) if p.endswith(".png")) == [
       f"rd_{os.path.basename(str(folder))}_ms_ssim.png",
       f"rd_{os.path.basename(str(folder))}_psnr.png"]
+
+  # tools/plot.py redraws them from results.json, for chosen curves.
+  plot = tool("plot")
+  paths = plot.main(["plot.py", str(out / "results.json"), f"--out={tmp_path / 'plots'}",
+                     "--curves=jpeg-420,webp"])
+  assert sorted(os.path.basename(p) for p in paths) == sorted(
+      p for p in os.listdir(out) if p.endswith(".png"))
+  assert all(io.read_image(p).shape[2] in (3, 4) for p in paths)
+  with pytest.raises(Exception, match="no curves"):
+    plot.FLAGS.unparse_flags()
+    plot.main(["plot.py", str(out / "results.json"), "--curves=nonesuch"])
 
 
 def test_bench_errors_are_one_line(tmp_path):

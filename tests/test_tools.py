@@ -43,16 +43,20 @@ def _event_tags(logdir):
      {"loss", "bpsp", "bpsp/y0_0", "learning_rate"}, {"x", "y1"}),
     ("hyperprior", ["num_filters=8", "latent_channels=8", "hyper_filters=8"],
      {"loss", "bpp", "psnr", "mse", "learning_rate"}, {"x", "x_hat", "scales"}),
+    ("imgcomp", ["num_filters=8", "num_stacks=0", "latent_channels=4", "context_filters=4"],
+     {"loss", "bpp", "H", "ms_ssim", "psnr", "centers/0", "learning_rate"},
+     {"x", "x_hat", "importance"}),
 ])
 def test_train_writes_summaries_checkpoints_and_the_model(tmp_path, images, family,
                                                           overrides, scalars, images_):
   logdir = str(tmp_path / "run")
-  argv = ["train.py", "--model", family, "--config", "small", "--train", images,
+  argv = ["train.py", "--model", family, "--config", "b" if family == "imgcomp" else "small",
+          "--train", images,
           "--eval", images, "--logdir", logdir, "--steps", "2", "--batch_size", "2",
           "--crop_size", "16" if family == "srec" else "64", "--summary_every", "1",
           "--eval_every", "2", "--checkpoint_every", "1"]
   argv += [f"--set={o}" for o in overrides]
-  if family == "hyperprior":  # crops must cover a 64x64 block; make bigger images
+  if family != "srec":  # 64x64 crops (a hyperprior block, MS-SSIM): make bigger images
     for i in range(2):
       io.write_png(str(tmp_path / f"big{i}.png"), testing.smooth_image(80, 90, 3, seed=i))
     argv[argv.index("--train") + 1] = argv[argv.index("--eval") + 1] = str(tmp_path)
@@ -65,8 +69,8 @@ def test_train_writes_summaries_checkpoints_and_the_model(tmp_path, images, fami
   frozen = str(tmp_path / "frozen.npz")
   _run(helpers.tool("freeze"), ["freeze.py", "--logdir", logdir, "--out", frozen])
   codec = codecs.from_weights("frozen", frozen)
-  assert codec.model.get_config()["num_filters" if family == "hyperprior" else
-                                  "num_features"] == 8
+  assert codec.model.get_config()["num_features" if family == "srec" else
+                                  "num_filters"] == 8
 
 
 def test_val_reports_estimated_and_real_rates(tmp_path, images):

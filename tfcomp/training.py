@@ -1,10 +1,13 @@
 """The training loop every model family shares (driven by tools/train.py).
 
     train crops --model(x, training=True)--> out --model.compute_loss--> loss, scalars
-    every checkpoint_every steps: checkpoint (model, optimizer, step) in logdir/ckpt
+    every checkpoint_every steps: checkpoint (model, optimizers, step) in logdir/ckpt
     every eval_every steps: mean scalars on the eval images; best model -> logdir/model.npz
 
-A run resumes from logdir's latest checkpoint; `restore` starts a new run from another
+A model with several optimizers (imgcomp: autoencoder, context model) defines
+`loss_groups() -> [(scalar name, variables)]`; each group minimizes that scalar of
+`loss_and_scalars` over its variables with its own Adam. A run resumes
+from logdir's latest checkpoint; `restore` starts a new run from another
 run's weights (a checkpoint directory or a model .npz). TensorBoard summaries go to
 logdir/train and logdir/eval.
 """
@@ -45,6 +48,13 @@ class TrainOptions:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
     if not self.learning_rate > 0:
       raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+
+
+def loss_groups(model):
+  """[(scalar name, variables)] of `model`: its own groups, or "loss" over all variables."""
+  if hasattr(model, "loss_groups"):
+    return model.loss_groups()
+  return [("loss", model.trainable_variables)]
 
 
 def learning_rate(options, step):
@@ -118,8 +128,12 @@ def train(family, config, options, log=print):
 
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
   best = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_eval_loss")
-  optimizer = tf.keras.optimizers.Adam(learning_rate(options, 0))
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, best=best)
+  groups = loss_groups(model)
+  optimizers = [tf.keras.optimizers.Adam(learning_rate(options, 0)) for _ in groups]
+  # The first optimizer keeps the name single-optimizer runs have always checkpointed.
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizers[0], step=step, best=best,
+                                   **{f"optimizer_{i}": o for i, o in
+                                      enumerate(optimizers) if i})
   manager = tf.train.CheckpointManager(checkpoint, os.path.join(options.logdir, "ckpt"),
                                        max_to_keep=3)
   if manager.latest_checkpoint:
@@ -140,16 +154,19 @@ def train(family, config, options, log=print):
 
   @tf.function
   def train_step(x):
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(persistent=True) as tape:
       out = model(x, training=True)
       loss, scalars = model.loss_and_scalars(x, out)
-    variables = model.trainable_variables
-    grads = tape.gradient(loss, variables)
-    finite = tf.math.is_finite(loss)
-    # A non-finite loss (rare, early in training) becomes a zero update instead of
-    # poisoning every weight.
-    grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
-    optimizer.apply_gradients(zip(grads, variables))
+    grads = [tape.gradient(scalars[name], variables) for name, variables in groups]
+    del tape
+    finite = tf.reduce_all([tf.math.is_finite(scalars[name]) for name, _ in groups] +
+                           [tf.reduce_all(tf.math.is_finite(g)) for group in grads
+                            for g in group if g is not None])
+    for optimizer, (_, variables), group in zip(optimizers, groups, grads):
+      # A non-finite loss or gradient (rare, early in training) becomes a zero update
+      # instead of poisoning every weight.
+      group = [tf.where(finite, g, tf.zeros_like(g)) for g in group]
+      optimizer.apply_gradients(zip(group, variables))
     return loss, scalars, finite
 
   def run_eval():
@@ -168,7 +185,8 @@ def train(family, config, options, log=print):
   for x in dataset:
     if int(step) >= options.steps:
       break
-    optimizer.learning_rate.assign(learning_rate(options, step))
+    for optimizer in optimizers:
+      optimizer.learning_rate.assign(learning_rate(options, step))
     loss, train_scalars, finite = train_step(x)
     step.assign_add(1)
     s = int(step)
@@ -176,13 +194,13 @@ def train(family, config, options, log=print):
       with train_writer.as_default(step=s):
         for k, v in train_scalars.items():
           tf.summary.scalar(k, v)
-        tf.summary.scalar("learning_rate", optimizer.learning_rate)
+        tf.summary.scalar("learning_rate", optimizers[0].learning_rate)
         if s % (options.summary_every * 10) == 0 or s == 1:
           for k, v in model.summary_images(x, model(x, training=False)).items():
             tf.summary.image(k, v, max_outputs=2)
       rate = (s - started_step) / max(time.time() - started, 1e-9)
       log(f"step {s} loss={float(loss):.4f}" + ("" if bool(finite) else " (skipped)") +
-          f" lr={float(optimizer.learning_rate):.2e} {rate:.2f} steps/s")
+          f" lr={float(optimizers[0].learning_rate):.2e} {rate:.2f} steps/s")
     if s % options.checkpoint_every == 0:
       manager.save(checkpoint_number=s)
     if eval_images and s % options.eval_every == 0:

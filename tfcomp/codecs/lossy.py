@@ -1,14 +1,14 @@
-"""Learned lossy codecs (hyperprior, ...): any model of the lossy contract, one image at once.
+"""Learned lossy codecs (hyperprior, imgcomp): any model of the lossy contract, one image.
 
-    model.compress(x [1, Hp, Wp, 3] uint8) -> (string_y, string_z, y_shape, z_shape)
-    model.decompress(string_y, string_z, y_shape, z_shape) -> x_hat float [1, Hp, Wp, 3]
-    model.latent_shapes(Hp, Wp) -> (y_shape, z_shape)
+    model.stream_names -> names of its strings, which become the file's sections
+    model.compress(x [1, Hp, Wp, 3] uint8) -> [scalar string per stream]
+    model.decompress(strings, Hp, Wp) -> x_hat float [1, Hp, Wp, 3]
 
 Padding rules (fixed by the format): the image is padded on the bottom and right to a
 multiple of the model's `block_size` by repeating its last row and column, coded, and the
 reconstruction cropped back and rounded to 8 bits. Grayscale images are coded as R = G = B
-and decoded as the rounded mean of the three decoded channels. The latent shapes follow
-from the padded size, so the file stores only the two strings (sections "y" and "z").
+and decoded as the rounded mean of the three decoded channels. Every latent shape follows
+from the padded size, so the file stores only the strings.
 
 All coding runs through the traced functions of `Serving`, the same ones `tools/export.py`
 writes into a SavedModel, so files and SavedModel outputs are the same bytes.
@@ -23,12 +23,13 @@ from tfcomp.codecs import learned
 class Serving(tf.Module):
   """compress / decompress / estimate of one RGB image as traced TF functions.
 
-      compress(image uint8 [H, W, 3]) -> {"strings": string [2] (y, z), "shape": int32 [2]}
+      compress(image uint8 [H, W, 3]) -> {"strings": string [S], "shape": int32 [2]}
       decompress(strings, shape) -> {"image": uint8 [H, W, 3]}
-      estimate(image) -> {"bits": float32 (y and z), "image": uint8 [H, W, 3]}
+      estimate(image) -> {"bits": float32, "image": uint8 [H, W, 3]}
 
-  `estimate` is the model's non-coding path (cross-entropy bits); its reconstruction is
-  the one `decompress` returns for `compress`'s strings.
+  S strings, one per `model.stream_names`. `estimate` is the model's non-coding path
+  (cross-entropy bits); its reconstruction is the one `decompress` returns for
+  `compress`'s strings.
   """
 
   def __init__(self, model):
@@ -50,25 +51,24 @@ class Serving(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
   def compress(self, image):
-    x = self._padded(image)
-    string_y, string_z, _, _ = self.model.compress(x)
-    return {"strings": tf.stack([string_y[0], string_z[0]]),
+    return {"strings": tf.stack(self.model.compress(self._padded(image))),
             "shape": tf.shape(image, out_type=tf.int32)[:2]}
 
-  @tf.function(input_signature=[tf.TensorSpec([2], tf.string, name="strings"),
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="strings"),
                                 tf.TensorSpec([2], tf.int32, name="shape")])
   def decompress(self, strings, shape):
+    count = len(self.model.stream_names)
+    tf.debugging.assert_equal(tf.size(strings), count,
+                              message=f"expected {count} strings {self.model.stream_names}")
     tf.debugging.assert_greater(shape, 0, message="image sides must be positive")
     tf.debugging.assert_less_equal(shape, container.MAX_SIDE, message="image side too large")
-    y_shape, z_shape = self.model.latent_shapes(
-        *learned.padded_size(shape[0], shape[1], self.model.block_size))
-    x_hat = self.model.decompress(strings[:1], strings[1:], y_shape, z_shape)
+    x_hat = self.model.decompress([strings[i] for i in range(count)], *learned.padded_size(
+        shape[0], shape[1], self.model.block_size))
     return {"image": self._to_image(x_hat, shape)}
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
   def estimate(self, image):
-    x = self._padded(image)
-    out = self.model(x, training=False)
+    out = self.model(self._padded(image), training=False)
     return {"bits": out["bits"][0], "image": self._to_image(out["x_hat"], tf.shape(image))}
 
 
@@ -79,7 +79,9 @@ class LossyModelCodec(learned.ModelCodec):
 
   def __init__(self, name, weights_path):
     super().__init__(name, weights_path)
-    if not self.model.compression:
+    # Models that freeze their coding tables after training (make_compressible) say
+    # whether they have; the others carry their tables in every checkpoint.
+    if hasattr(self.model, "make_compressible") and not self.model.compression:
       raise ValueError(f"{weights_path} holds a model without frozen range-coding tables; "
                        "write a coding-ready copy with tools/freeze.py")
     self.serving = Serving(self.model)
@@ -97,13 +99,15 @@ class LossyModelCodec(learned.ModelCodec):
 
   def compress(self, image):
     strings = self.serving.compress(self._rgb(image))["strings"].numpy()
-    return {"y": strings[0], "z": strings[1]}
+    return dict(zip(self.model.stream_names, strings))
 
   def decompress(self, sections, geometry):
-    if set(sections) != {"y", "z"}:
-      raise container.FormatError(f"expected sections ['y', 'z'], found {sorted(sections)}")
+    names = self.model.stream_names
+    if set(sections) != set(names):
+      raise container.FormatError(f"expected sections {sorted(names)}, found "
+                                  f"{sorted(sections)}")
     self.check_geometry(geometry)
-    rgb = self.serving.decompress(tf.constant([sections["y"], sections["z"]]),
+    rgb = self.serving.decompress(tf.constant([sections[n] for n in names]),
                                   tf.constant([geometry.height, geometry.width], tf.int32))
     return self._as_channels(rgb["image"], geometry.channels)
 

@@ -15,10 +15,11 @@ import numpy as np
 import tensorflow as tf
 
 from tfcomp.models.hyperprior import Hyperprior
+from tfcomp.models.imgcomp import Imgcomp
 from tfcomp.models.l3c import L3C
 from tfcomp.models.srec import SReC
 
-FAMILIES = {"l3c": L3C, "hyperprior": Hyperprior, "srec": SReC}
+FAMILIES = {"l3c": L3C, "hyperprior": Hyperprior, "srec": SReC, "imgcomp": Imgcomp}
 
 
 class BackendError(RuntimeError):

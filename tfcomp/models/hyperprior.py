@@ -18,6 +18,8 @@ then freezes the range-coding tables into variables that ship with the weights.
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from tfcomp.models import layers
+
 VARIANTS = ("scale", "mean_scale")
 DISTORTIONS = ("mse", "ms_ssim")
 
@@ -46,6 +48,7 @@ class Hyperprior(tf.keras.Model):
   """
 
   lossless = False  # which codec (tfcomp.codecs.lossless / lossy) carries it
+  stream_names = ("y", "z")  # the strings of `compress`, as the file's sections
 
   def __init__(self, num_filters=128, latent_channels=192, hyper_filters=128,
                variant="mean_scale", distortion="mse", lmbda=0.01, num_scales=64,
@@ -204,7 +207,7 @@ class Hyperprior(tf.keras.Model):
     if self.distortion == "mse":
       distortion = out["mse"]
     else:
-      ms_ssim = tf.reduce_mean(tf.image.ssim_multiscale(x, out["x_hat"], 255.0))
+      ms_ssim = tf.reduce_mean(layers.ms_ssim(x, x_hat))
       scalars["ms_ssim"] = ms_ssim
       distortion = 1.0 - ms_ssim
     loss = out["bpp"] + self.lmbda * distortion
@@ -230,20 +233,22 @@ class Hyperprior(tf.keras.Model):
                        "with tfcomp.models.load, or call make_compressible()")
 
   def compress(self, x):
-    """Strings (y, z) and the shapes of y and z for one padded image x [1, Hp, Wp, 3]."""
+    """[string_y, string_z] (scalar strings) for one padded image x [1, Hp, Wp, 3]."""
     self._check_compressible()
     y = self.g_a(tf.cast(x, tf.float32) / 255.0)
     z = self.h_a(tf.abs(y) if self.variant == "scale" else y)
-    y_shape, z_shape = tf.shape(y)[1:3], tf.shape(z)[1:3]
     z_hat = self.side_entropy_model.quantize(z)
-    mean, index = self._mean_and_index(z_hat, y_shape)
-    string_y = self.entropy_model.compress(y, index, loc=mean)
-    return string_y, self.side_entropy_model.compress(z), y_shape, z_shape
+    mean, index = self._mean_and_index(z_hat, tf.shape(y)[1:3])
+    return [self.entropy_model.compress(y, index, loc=mean)[0],
+            self.side_entropy_model.compress(z)[0]]
 
-  def decompress(self, string_y, string_z, y_shape, z_shape):
-    """x_hat float [1, Hp, Wp, 3] (0..255, unrounded) from `compress`'s outputs."""
+  def decompress(self, strings, height, width):
+    """x_hat float [1, height, width, 3] (the padded size; 0..255, unrounded) from
+    `compress`'s strings."""
     self._check_compressible()
-    z_hat = self.side_entropy_model.decompress(string_z, z_shape)
+    string_y, string_z = strings
+    y_shape, z_shape = self.latent_shapes(height, width)
+    z_hat = self.side_entropy_model.decompress(string_z[None], z_shape)
     mean, index = self._mean_and_index(z_hat, y_shape)
-    y_hat = self.entropy_model.decompress(string_y, index, loc=mean)
+    y_hat = self.entropy_model.decompress(string_y[None], index, loc=mean)
     return self.g_s(y_hat) * 255.0

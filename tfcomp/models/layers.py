@@ -144,3 +144,45 @@ class SoftToHardQuantizer(tf.keras.layers.Layer):
   def get_config(self):
     return {**super().get_config(), "num_centers": self.num_centers, "sigma": self.sigma,
             "center_range": self.center_range, "trainable_centers": self.trainable_centers}
+
+
+def ms_ssim(x, y, max_value=255.0, weights=(0.0448, 0.2856, 0.3001, 0.2363, 0.1333)):
+  """Differentiable MS-SSIM of image batches [B, H, W, C] for training losses, [B].
+
+  The conventions of tfcomp.metrics.ms_ssim (11x11 Gaussian, sigma 1.5, valid filtering,
+  2x2 average pools), with as many of `weights`' scales as the image allows. Each scale's
+  contrast-structure term is floored at a small positive value: the product of powers
+  has no gradient at zero or below, where early, poor reconstructions land.
+  """
+  x, y = tf.cast(x, tf.float32), tf.cast(y, tf.float32)
+  side = min(x.shape[1], x.shape[2])
+  scales = len(weights)
+  while scales > 1 and (side - 1) // 2 ** (scales - 1) < 10:
+    scales -= 1
+  if side < 11:
+    raise ValueError(f"MS-SSIM needs images of at least 11 pixels per side, got {side}")
+  channels = x.shape[-1]
+  g = tf.exp(-tf.square(tf.range(11, dtype=tf.float32) - 5.0) / (2 * 1.5 ** 2))
+  g = g / tf.reduce_sum(g)
+  rows = tf.tile(tf.reshape(g, [11, 1, 1, 1]), [1, 1, channels, 1])
+  cols = tf.tile(tf.reshape(g, [1, 11, 1, 1]), [1, 1, channels, 1])
+
+  def blur(t):
+    t = tf.nn.depthwise_conv2d(t, rows, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(t, cols, [1, 1, 1, 1], "VALID")
+
+  c1, c2 = (0.01 * max_value) ** 2, (0.03 * max_value) ** 2
+  value = 1.0
+  for scale in range(scales):
+    mu_x, mu_y = blur(x), blur(y)
+    sigma_xx = blur(x * x) - mu_x ** 2
+    sigma_yy = blur(y * y) - mu_y ** 2
+    sigma_xy = blur(x * y) - mu_x * mu_y
+    cs = (2 * sigma_xy + c2) / (sigma_xx + sigma_yy + c2)
+    if scale == scales - 1:
+      cs *= (2 * mu_x * mu_y + c1) / (mu_x ** 2 + mu_y ** 2 + c1)
+    term = tf.maximum(tf.reduce_mean(cs, axis=[1, 2]), 1e-4)
+    value *= term ** weights[scale]
+    x = tf.nn.avg_pool2d(x, 2, 2, "VALID")
+    y = tf.nn.avg_pool2d(y, 2, 2, "VALID")
+  return tf.reduce_mean(value, axis=-1)

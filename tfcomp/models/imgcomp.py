@@ -1,0 +1,444 @@
+"""imgcomp: an importance-map autoencoder with learned centers and a 3D context model.
+
+Mentzer, Agustsson, Tschannen, Timofte, Van Gool, "Conditional Probability Models for
+Deep Image Compression", CVPR 2018.
+
+    x --g_a--> [heatmap | z] (C + 1 channels, 1/8 resolution)
+    heatmap --sigmoid * C--> importance map y --ceil--> mask m (channels k < ceil(y) kept)
+    z * m --nearest of L learned centers--> q_hat (symbols: center indices)
+    q_hat --g_s--> x_hat
+    q_hat as a (C, h, w) volume --P (3D masked CNN, causal over channel, row, column)-->
+        an L-way distribution per symbol --> rate H (bits per symbol)
+
+Training: the autoencoder and the centers minimize
+`distortion_weight * d + beta * max(H - H_target, 0)` (d = 1 - MS-SSIM or MSE), the
+context model P minimizes H, each with its own optimizer (`loss_groups`).
+
+The context model is an integer network: weights, biases and activations are snapped to
+fixed grids (straight-through in training) and every product and sum stays an integer
+below 2**24, so float32 convolutions and matrix products compute it exactly in any order.
+The encoder's one parallel pass and the decoder's wavefront steps therefore build
+identical CDFs. Both go through one step function, `_context_step`, which evaluates the
+network at a set of volume positions from cached activations.
+"""
+import numpy as np
+import tensorflow as tf
+
+from tfcomp import ops
+from tfcomp.models import layers
+
+DISTORTIONS = ("ms_ssim", "mse")
+
+# Fixed-point grids of the context model (see the module docstring). Weights in units of
+# 1/128 with |w| <= 255, activations in units of 1/8 within [-64, 63]: with at most
+# 14 taps x 24 channels per output, every partial sum stays below 2**24.
+W_SCALE = 128.0
+W_MAX = 255.0
+A_SCALE = 8.0
+A_MIN, A_MAX = -64.0, 63.0
+ACC_SCALE = W_SCALE * A_SCALE  # accumulator units per 1.0
+LOGIT_STEP = 64.0  # accumulator units per logit grid step (1/16 nat)
+MAX_LOGIT_GAP = 255  # logits further below the maximum are clipped to this gap
+MAX_FAN_IN = 14 * 32  # taps x channels bound that keeps sums exact (checked)
+
+# Taps of the 2x3x3 masked kernels as (depth, row, column) offsets. Depth -1 is the
+# previous channel, fully known; in the current channel, rows above and the left
+# neighbour. Mask "B" also sees the position itself (its earlier layers' activation).
+_TAPS_A = [(-1, dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)] + [
+    (0, -1, -1), (0, -1, 0), (0, -1, 1), (0, 0, -1)]
+_TAPS_B = _TAPS_A + [(0, 0, 0)]
+# Wavefront: with four 3x3 layers the previous channel is seen up to 4 rows and columns
+# away, so symbols with equal 13 * channel + 2 * row + column never depend on each other.
+WAVE = (13, 2, 1)
+
+
+def _round_ste(x):
+  return x + tf.stop_gradient(tf.round(x) - x)
+
+
+def importance_mask(heatmap, channels):
+  """The paper's mask from importance logits [..., 1]: channel k is kept iff k < ceil(y),
+  y = sigmoid(heatmap) * channels; gradients flow through clip(y - k, 0, 1)."""
+  y = tf.sigmoid(heatmap) * channels
+  k = tf.range(channels, dtype=y.dtype)
+  soft = tf.clip_by_value(y - k, 0.0, 1.0)
+  hard = tf.cast(k < tf.math.ceil(y), y.dtype)
+  return soft + tf.stop_gradient(hard - soft)
+
+
+class MaskedConv3D(tf.keras.layers.Layer):
+  """One layer of the context model: a masked 2x3x3 convolution on fixed-point grids."""
+
+  def __init__(self, filters, mask, **kwargs):
+    super().__init__(**kwargs)
+    if mask not in ("A", "B"):
+      raise ValueError(f"mask must be 'A' or 'B', got {mask!r}")
+    self.filters = int(filters)
+    self.mask = mask
+    self.taps = _TAPS_A if mask == "A" else _TAPS_B
+
+  def build(self, input_shape):
+    channels = int(input_shape[-1])
+    if len(self.taps) * channels > MAX_FAN_IN:
+      raise ValueError(f"{len(self.taps)} taps x {channels} channels exceed the exact "
+                       f"fan-in bound {MAX_FAN_IN}")
+    self.kernel = self.add_weight("kernel", (len(self.taps), channels, self.filters),
+                                  initializer="glorot_uniform")
+    self.bias = self.add_weight("bias", (self.filters,), initializer="zeros")
+    super().build(input_shape)
+
+  def quantized(self):
+    """(kernel [taps, in, out], bias [out]) as integers in accumulator units."""
+    kernel = tf.clip_by_value(_round_ste(self.kernel * W_SCALE), -W_MAX, W_MAX)
+    bias = tf.clip_by_value(_round_ste(self.bias * ACC_SCALE), -2.0**13, 2.0**13)
+    return kernel, bias
+
+  def convolve(self, volume):
+    """Accumulators [B, D, H, W, out] over a whole volume [B, D, H, W, in]."""
+    kernel, bias = self.quantized()
+    dense = tf.scatter_nd([[dz + 1, dy + 1, dx + 1] for dz, dy, dx in self.taps], kernel,
+                          [2, 3, 3, kernel.shape[1], kernel.shape[2]])
+    padded = tf.pad(volume, [(0, 0), (1, 0), (1, 1), (1, 1), (0, 0)])
+    return tf.nn.conv3d(padded, dense, [1] * 5, "VALID") + bias
+
+  def at(self, cache, positions):
+    """Accumulators [n, out] at `positions` [n, 3] of an int8 cache [D + 1, H + 2, W + 2, in]
+    (the volume behind a zero border: one channel in front, one row and column around)."""
+    kernel, bias = self.quantized()
+    offsets = tf.constant([[dz + 1, dy + 1, dx + 1] for dz, dy, dx in self.taps], tf.int32)
+    patches = tf.cast(tf.gather_nd(cache, positions[:, None, :] + offsets[None]), tf.float32)
+    n = tf.shape(positions)[0]
+    return tf.matmul(tf.reshape(patches, [n, -1]),
+                     tf.reshape(kernel, [-1, self.filters])) + bias
+
+  def get_config(self):
+    return {**super().get_config(), "filters": self.filters, "mask": self.mask}
+
+
+def _requantize(acc, low):
+  """Next layer's activations (integers in [low, A_MAX]) from accumulators."""
+  return tf.clip_by_value(_round_ste(acc / W_SCALE), low, A_MAX)
+
+
+class ContextModel(tf.keras.layers.Layer):
+  """P: the 3D masked CNN over the (channel, row, column) symbol volume.
+
+      input (center values on the 1/8 grid) --conv0 (mask A), ReLU--> a1
+      a1 --conv1 (B), ReLU--> a2 --conv2 (B)--> + a1 --> a3 --conv3 (B)--> L logits
+
+  `logits` runs it over whole volumes (training, estimates); `step` at chosen positions
+  from caches of every layer's activations (coding).
+  """
+
+  def __init__(self, filters, num_centers, **kwargs):
+    super().__init__(**kwargs)
+    self.filters = int(filters)
+    self.num_centers = int(num_centers)
+    self.conv0 = MaskedConv3D(filters, "A", name="conv0")
+    self.conv1 = MaskedConv3D(filters, "B", name="conv1")
+    self.conv2 = MaskedConv3D(filters, "B", name="conv2")
+    self.conv3 = MaskedConv3D(num_centers, "B", name="conv3")
+
+  def build(self, input_shape):
+    del input_shape
+    self.conv0.build((None, 1))
+    for conv in (self.conv1, self.conv2, self.conv3):
+      conv.build((None, self.filters))
+    super().build(None)
+
+  @staticmethod
+  def inputs(q_hat):
+    """Center values as integers on the activation grid."""
+    return tf.clip_by_value(_round_ste(q_hat * A_SCALE), A_MIN, A_MAX)
+
+  def logits(self, volume):
+    """Logit accumulators [B, D, H, W, L] of an input volume [B, D, H, W, 1]."""
+    a1 = _requantize(self.conv0.convolve(volume), 0.0)
+    a2 = _requantize(self.conv1.convolve(a1), 0.0)
+    a3 = _requantize(self.conv2.convolve(a2) + a1 * W_SCALE, A_MIN)
+    return self.conv3.convolve(a3)
+
+  def step(self, caches, positions):
+    """Logit accumulators [n, L] at `positions` [n, 3] and the caches updated there.
+
+    `caches` holds the input and a1..a3 as int8 [D + 1, H + 2, W + 2, channels] volumes
+    behind a zero border (activations are integers in [-64, 63]; int8 keeps the per-step
+    copies of the caches cheap). Every position's context must already be in them: positions earlier
+    in wavefront order, or earlier in `positions` for the activations a1..a3.
+    """
+    x, a1, a2, a3 = caches
+    at = positions + 1  # behind the border
+
+    def put(cache, values):
+      return tf.tensor_scatter_nd_update(cache, at, tf.cast(values, tf.int8))
+
+    a1 = put(a1, _requantize(self.conv0.at(x, positions), 0.0))
+    a2 = put(a2, _requantize(self.conv1.at(a1, positions), 0.0))
+    skip = tf.cast(tf.gather_nd(a1, at), tf.float32) * W_SCALE
+    a3 = put(a3, _requantize(self.conv2.at(a2, positions) + skip, A_MIN))
+    return self.conv3.at(a3, positions), (x, a1, a2, a3)
+
+  def get_config(self):
+    return {**super().get_config(), "filters": self.filters,
+            "num_centers": self.num_centers}
+
+
+def quantized_logits(acc):
+  """Logits on the 1/16-nat grid, shifted so the maximum is 0 and clipped below."""
+  grid = _round_ste(acc / LOGIT_STEP)
+  gap = tf.reduce_max(grid, axis=-1, keepdims=True) - grid
+  return -tf.minimum(gap, MAX_LOGIT_GAP) / 16.0
+
+
+class Imgcomp(tf.keras.Model):
+  """imgcomp (Mentzer et al., CVPR 2018); see the module docstring.
+
+  Args:
+    num_filters: n, channels of g_a / g_s at 1/4 resolution (n / 2 at 1/2).
+    num_stacks: residual stacks (the paper's B) in g_a and in g_s.
+    stack_blocks: residual blocks per stack (3 in the paper).
+    latent_channels: C, channels of the quantized volume.
+    num_centers: L, number of learned quantization centers.
+    context_filters: channels of the context model's hidden layers (24 in the paper).
+    distortion: "ms_ssim" (1 - MS-SSIM) or "mse" (on 0..255 values).
+    distortion_weight: weight of d in the autoencoder's loss.
+    beta: weight of the rate hinge max(H - H_target, 0).
+    H_target: target entropy in bits per symbol (bpp is about H * C / 64).
+    sigma: softness of the soft-to-hard quantizer's backward pass.
+    centers_range: centers start evenly spaced inside (-centers_range, centers_range).
+    centers_reg: L2 penalty on the centers.
+  """
+
+  lossless = False
+  stream_names = ("symbols",)
+
+  def __init__(self, num_filters=128, num_stacks=5, stack_blocks=3, latent_channels=32,
+               num_centers=6, context_filters=24, distortion="ms_ssim",
+               distortion_weight=5000.0, beta=500.0, H_target=1.2, sigma=1.0,
+               centers_range=2.0, centers_reg=0.1, **kwargs):
+    super().__init__(**kwargs)
+    if distortion not in DISTORTIONS:
+      raise ValueError(f"distortion must be one of {DISTORTIONS}, got {distortion!r}")
+    for arg, value, low in (("num_filters", num_filters, 2), ("num_stacks", num_stacks, 0),
+                            ("stack_blocks", stack_blocks, 1),
+                            ("latent_channels", latent_channels, 1),
+                            ("num_centers", num_centers, 2),
+                            ("context_filters", context_filters, 1)):
+      if value < low:
+        raise ValueError(f"{arg} must be at least {low}, got {value}")
+    if 14 * context_filters > MAX_FAN_IN:
+      raise ValueError(f"context_filters={context_filters} breaks the exact-arithmetic "
+                       f"bound; at most {MAX_FAN_IN // 14}")
+    if not (H_target >= 0 and beta >= 0 and distortion_weight > 0 and sigma > 0):
+      raise ValueError(f"need H_target >= 0, beta >= 0, distortion_weight > 0, sigma > 0; "
+                       f"got {H_target}, {beta}, {distortion_weight}, {sigma}")
+    self.num_filters = int(num_filters)
+    self.num_stacks = int(num_stacks)
+    self.stack_blocks = int(stack_blocks)
+    self.latent_channels = int(latent_channels)
+    self.num_centers = int(num_centers)
+    self.context_filters = int(context_filters)
+    self.distortion = distortion
+    self.distortion_weight = float(distortion_weight)
+    self.beta = float(beta)
+    self.H_target = float(H_target)
+    self.sigma = float(sigma)
+    self.centers_range = float(centers_range)
+    self.centers_reg = float(centers_reg)
+
+    n, c = self.num_filters, self.latent_channels
+    relu = tf.keras.layers.ReLU
+    self.g_a = tf.keras.Sequential(
+        [layers.conv(n // 2, 5, strides=2, name="conv0"), relu(),
+         layers.conv(n, 5, strides=2, name="conv1"), relu()] +
+        [layers.ResidualBody(n, stack_blocks, name=f"stack{i}") for i in range(num_stacks)] +
+        [layers.conv(c + 1, 5, strides=2, name="conv2")], name="g_a")
+    up = tf.keras.layers.Conv2DTranspose
+    self.g_s = tf.keras.Sequential(
+        [up(n, 3, strides=2, padding="same", name="deconv0"), relu()] +
+        [layers.ResidualBody(n, stack_blocks, name=f"stack{i}") for i in range(num_stacks)] +
+        [up(n // 2, 5, strides=2, padding="same", name="deconv1"), relu(),
+         up(3, 5, strides=2, padding="same", name="deconv2")], name="g_s")
+    self.centers = self.add_weight(
+        "centers", (self.num_centers,), initializer=tf.keras.initializers.Constant(
+            np.linspace(-centers_range, centers_range, self.num_centers + 2)[1:-1]))
+    self.context_model = ContextModel(context_filters, num_centers, name="context_model")
+    # exp(-gap / 16) for each logit gap: built once and stored with the weights, so the
+    # decoder's CDFs never depend on the platform's exp.
+    self.exp_table = self.add_weight(
+        "exp_table", (MAX_LOGIT_GAP + 1,), trainable=False,
+        initializer=tf.keras.initializers.Constant(
+            np.exp(-np.arange(MAX_LOGIT_GAP + 1) / 16.0).astype(np.float32)))
+    self.g_a.build((None, None, None, 3))
+    self.g_s.build((None, None, None, c))
+    self.context_model.build(None)
+    self.built = True
+
+  def get_config(self):
+    return {"num_filters": self.num_filters, "num_stacks": self.num_stacks,
+            "stack_blocks": self.stack_blocks, "latent_channels": self.latent_channels,
+            "num_centers": self.num_centers, "context_filters": self.context_filters,
+            "distortion": self.distortion, "distortion_weight": self.distortion_weight,
+            "beta": self.beta, "H_target": self.H_target, "sigma": self.sigma,
+            "centers_range": self.centers_range, "centers_reg": self.centers_reg}
+
+  @property
+  def block_size(self):
+    """Image sides are padded to multiples of this (g_a downsamples 8x)."""
+    return 8
+
+  def loss_groups(self):
+    """[(scalar, variables)], one optimizer each: the autoencoder and the centers minimize
+    "loss", the context model minimizes the rate "H"."""
+    context = self.context_model.trainable_variables
+    ids = {id(v) for v in context}
+    autoencoder = [v for v in self.trainable_variables if id(v) not in ids]
+    return [("loss", autoencoder), ("H", context)]
+
+  # -- the network ---------------------------------------------------------------------------
+
+  def _analysis(self, x):
+    """(z * mask, importance map y / C) of images x [B, H, W, 3] (0..255)."""
+    out = self.g_a((tf.cast(x, tf.float32) - 127.5) / 64.0)
+    heatmap, z = out[..., :1], out[..., 1:]
+    return z * importance_mask(heatmap, self.latent_channels), tf.sigmoid(heatmap)
+
+  def quantize(self, z, training=False):
+    """(q_hat, symbols): nearest centers; in training, gradients of the soft assignment."""
+    distance = tf.math.squared_difference(z[..., None], self.centers)
+    symbols = tf.argmin(distance, axis=-1, output_type=tf.int32)
+    hard = tf.gather(self.centers, symbols)
+    if not training:  # exactly the centers, as the decoder sees them
+      return hard, symbols
+    soft = tf.reduce_sum(tf.nn.softmax(-self.sigma * distance) * self.centers, axis=-1)
+    return soft + tf.stop_gradient(hard - soft), symbols
+
+  def _synthesis(self, q_hat):
+    return self.g_s(q_hat) * 64.0 + 127.5
+
+  @staticmethod
+  def _volume(t):
+    """[B, H, W, C] -> [B, C, H, W, 1]: the channels become the volume's depth."""
+    return tf.transpose(t, [0, 3, 1, 2])[..., None]
+
+  def call(self, x, training=False):
+    """Rate and reconstruction of images x [B, H, W, 3] (0..255, sides multiples of 8).
+
+    Returns {"x_hat", "bits": [B], "bpp", "H" (bits per symbol), "mse", "importance"}.
+    """
+    z, importance = self._analysis(x)
+    q_hat, symbols = self.quantize(z, training)
+    acc = self.context_model.logits(self._volume(self.context_model.inputs(q_hat)))
+    log_pmf = tf.nn.log_softmax(quantized_logits(acc))
+    nats = -tf.reduce_sum(log_pmf * tf.one_hot(self._volume(symbols)[..., 0],
+                                              self.num_centers), axis=-1)
+    bits = tf.reduce_sum(nats, axis=[1, 2, 3]) / np.log(2.0)
+    x_hat = self._synthesis(q_hat)
+    pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
+    return {"x_hat": x_hat, "bits": bits, "bpp": tf.reduce_sum(bits) / pixels,
+            "H": tf.reduce_mean(nats) / np.log(2.0),
+            "mse": tf.reduce_mean(tf.math.squared_difference(tf.cast(x, tf.float32), x_hat)),
+            "importance": importance}
+
+  def loss_and_scalars(self, x, out):
+    """The autoencoder's loss and what to log (rate, distortion, PSNR, MS-SSIM, centers)."""
+    x = tf.cast(x, tf.float32)
+    x_hat = tf.clip_by_value(out["x_hat"], 0.0, 255.0)
+    ms_ssim = tf.reduce_mean(layers.ms_ssim(x, x_hat))
+    scalars = {"bpp": out["bpp"], "H": out["H"], "mse": out["mse"], "ms_ssim": ms_ssim,
+               "psnr": tf.reduce_mean(tf.image.psnr(x, x_hat, 255.0))}
+    distortion = 1.0 - ms_ssim if self.distortion == "ms_ssim" else out["mse"]
+    loss = (self.distortion_weight * distortion +
+            self.beta * tf.maximum(out["H"] - self.H_target, 0.0) +
+            self.centers_reg * tf.reduce_sum(tf.square(self.centers)) / 2)
+    scalars["loss"] = loss
+    for i in range(self.num_centers):
+      scalars[f"centers/{i}"] = self.centers[i]
+    return loss, scalars
+
+  def summary_images(self, x, out):
+    """Inputs, reconstructions and importance maps."""
+    return {"x": tf.cast(x, tf.uint8),
+            "x_hat": tf.saturate_cast(tf.round(out["x_hat"]), tf.uint8),
+            "importance": out["importance"]}
+
+  # -- real bitstreams ----------------------------------------------------------------------
+
+  def _cdf(self, acc):
+    """Integer CDF rows [n, L + 1] from logit accumulators [n, L]."""
+    gap = tf.cast(-quantized_logits(acc) * 16.0, tf.int32)
+    return ops.pmf_to_cdf(tf.gather(self.exp_table, gap))
+
+  def _wavefront(self, depth, height, width):
+    """Every position [N, 3] in coding order, and where each wavefront starts and ends."""
+    d, i, j = tf.meshgrid(tf.range(depth), tf.range(height), tf.range(width), indexing="ij")
+    positions = tf.reshape(tf.stack([d, i, j], axis=-1), [-1, 3])
+    t = tf.reduce_sum(positions * tf.constant(WAVE, tf.int32), axis=-1)
+    order = tf.argsort(t, stable=True)
+    counts = tf.math.bincount(t)
+    counts = tf.boolean_mask(counts, counts > 0)
+    ends = tf.cumsum(counts)
+    return tf.gather(positions, order), ends - counts, ends
+
+  def _inputs(self, symbols):
+    """The context model's int8 inputs for symbols."""
+    return tf.cast(self.context_model.inputs(tf.gather(self.centers, symbols)), tf.int8)
+
+  def _empty_caches(self, depth, height, width, symbols=None):
+    shape = tf.stack([depth + 1, height + 2, width + 2])
+    x = tf.zeros(tf.concat([shape, [1]], 0), tf.int8)
+    if symbols is not None:  # the encoder knows every symbol from the start
+      x = tf.pad(self._inputs(symbols)[..., None], [(1, 0), (1, 1), (1, 1), (0, 0)])
+    hidden = tf.zeros(tf.concat([shape, [self.context_filters]], 0), tf.int8)
+    return x, hidden, hidden, hidden
+
+  def compress(self, x):
+    """[string]: the symbols of one padded image x [1, Hp, Wp, 3] (uint8)."""
+    z, _ = self._analysis(x)
+    _, symbols = self.quantize(z)
+    volume = tf.transpose(symbols[0], [2, 0, 1])  # [C, h, w]
+    shape = tf.shape(volume)
+    positions, _, _ = self._wavefront(shape[0], shape[1], shape[2])
+    caches = self._empty_caches(shape[0], shape[1], shape[2], symbols=volume)
+    # The encoder knows all contexts: one step over every position, in chunks that keep
+    # the gathered patches small. Chunks follow coding order, so each one's context is in
+    # the caches.
+    chunk = 65536
+    count = tf.shape(positions)[0]
+    rows = tf.TensorArray(tf.int32, size=0, dynamic_size=True, infer_shape=False)
+
+    def body(k, caches, rows):
+      part = positions[k * chunk:(k + 1) * chunk]
+      acc, caches = self.context_model.step(caches, part)
+      return k + 1, caches, rows.write(k, self._cdf(acc))
+
+    _, _, rows = tf.while_loop(lambda k, *_: k * chunk < count, body, (0, caches, rows))
+    values = tf.gather_nd(volume, positions)
+    return [ops.cdf_encode(values, rows.concat())]
+
+  def decompress(self, strings, height, width):
+    """x_hat float [1, height, width, 3] (padded sizes; 0..255, unrounded) from
+    `compress`'s strings."""
+    (encoded,) = strings
+    depth, h, w = self.latent_channels, height // 8, width // 8
+    positions, starts, ends = self._wavefront(depth, h, w)
+    caches = self._empty_caches(depth, h, w)
+    symbols = tf.zeros([depth, h, w], tf.int32)
+
+    def decode(s, caches, symbols, state, final):
+      part = positions[starts[s]:ends[s]]
+      acc, caches = self.context_model.step(caches, part)
+      values, state = ops.cdf_decode_chunk(encoded, state, self._cdf(acc), final=final)
+      x, a1, a2, a3 = caches
+      x = tf.tensor_scatter_nd_update(x, part + 1, self._inputs(values)[:, None])
+      return (x, a1, a2, a3), tf.tensor_scatter_nd_update(symbols, part, values), state
+
+    steps = tf.shape(starts)[0]
+    _, caches, symbols, state = tf.while_loop(
+        lambda s, *_: s < steps - 1,
+        lambda s, caches, symbols, state: (s + 1,) + decode(s, caches, symbols, state, False),
+        (0, caches, symbols, tf.constant(ops.CDF_DECODE_START, tf.int64)))
+    _, symbols, _ = decode(steps - 1, caches, symbols, state, True)
+    q_hat = tf.gather(self.centers, tf.transpose(symbols, [1, 2, 0]))[None]
+    return self._synthesis(q_hat)
+
