@@ -151,3 +151,15 @@ def test_corrupted_and_truncated_files_are_refused(tiny_codec):
       tiny_codec.decompress({"symbols": broken}, geometry)
   with pytest.raises(container.FormatError, match="sections"):
     tiny_codec.decompress({"y": b"", "z": b""}, geometry)
+
+
+def test_large_images_are_coded_in_independent_tiles(tiny_codec, monkeypatch):
+  from tfcomp.codecs import lossy  # pylint: disable=import-outside-toplevel
+  image = testing.smooth_image(100, 150, 3, seed=8)
+  whole = tiny_codec.compress(image)["symbols"]
+  monkeypatch.setattr(lossy, "TILE", 64)  # 2 x 3 tiles
+  data = codecs.compress(image, tiny_codec)
+  decoded, parsed = codecs.decompress(data, lambda _: tiny_codec)
+  estimate = tiny_codec.estimate(image)
+  np.testing.assert_array_equal(decoded, estimate["x_hat"])
+  assert parsed.sections["symbols"] != whole and estimate["bits"] > 0

@@ -4,11 +4,18 @@
     model.compress(x [1, Hp, Wp, 3] uint8) -> [scalar string per stream]
     model.decompress(strings, Hp, Wp) -> x_hat float [1, Hp, Wp, 3]
 
-Padding rules (fixed by the format): the image is padded on the bottom and right to a
-multiple of the model's `block_size` by repeating its last row and column, coded, and the
-reconstruction cropped back and rounded to 8 bits. Grayscale images are coded as R = G = B
-and decoded as the rounded mean of the three decoded channels. Every latent shape follows
-from the padded size, so the file stores only the strings.
+Tiling and padding rules (fixed by the format):
+  * images are cut into TILE x TILE tiles in raster order (edge tiles are smaller), each
+    coded independently, so memory stays bounded whatever the image size (an image of at
+    most TILE x TILE is one tile);
+  * a tile is padded on the bottom and right to a multiple of the model's `block_size` by
+    repeating its last row and column, coded, and its reconstruction cropped back and
+    rounded to 8 bits;
+  * grayscale images are coded as R = G = B and decoded as the rounded mean of the three
+    decoded channels.
+Every latent shape follows from the padded tile size, so the file stores only the strings:
+one section per stream, holding the bare string of a one-tile image, or the strings of
+every tile (container.pack_chunks) otherwise.
 
 All coding runs through the traced functions of `Serving`, the same ones `tools/export.py`
 writes into a SavedModel, so files and SavedModel outputs are the same bytes.
@@ -18,6 +25,9 @@ import tensorflow as tf
 
 from tfcomp import container
 from tfcomp.codecs import learned
+from tfcomp.codecs.lossless import tile_boxes
+
+TILE = 1024
 
 
 class Serving(tf.Module):
@@ -97,9 +107,16 @@ class LossyModelCodec(learned.ModelCodec):
       return np.rint(rgb.mean(axis=-1, keepdims=True)).astype(np.uint8)
     return rgb
 
+  def _tiles(self, image):
+    for top, left, h, w in tile_boxes(*image.shape[:2], TILE):
+      yield self._rgb(image[top:top + h, left:left + w])
+
   def compress(self, image):
-    strings = self.serving.compress(self._rgb(image))["strings"].numpy()
-    return dict(zip(self.model.stream_names, strings))
+    tiles = [self.serving.compress(t)["strings"].numpy() for t in self._tiles(image)]
+    if len(tiles) == 1:
+      return dict(zip(self.model.stream_names, tiles[0]))
+    return {name: container.pack_chunks([t[i] for t in tiles])
+            for i, name in enumerate(self.model.stream_names)}
 
   def decompress(self, sections, geometry):
     names = self.model.stream_names
@@ -107,13 +124,24 @@ class LossyModelCodec(learned.ModelCodec):
       raise container.FormatError(f"expected sections {sorted(names)}, found "
                                   f"{sorted(sections)}")
     self.check_geometry(geometry)
-    rgb = self.serving.decompress(tf.constant([sections[n] for n in names]),
-                                  tf.constant([geometry.height, geometry.width], tf.int32))
-    return self._as_channels(rgb["image"], geometry.channels)
+    boxes = tile_boxes(geometry.height, geometry.width, TILE)
+    per_stream = ([[sections[n]] for n in names] if len(boxes) == 1 else
+                  [container.unpack_chunks(sections[n], len(boxes), n) for n in names])
+    rgb = np.empty((geometry.height, geometry.width, 3), np.uint8)
+    for i, (top, left, h, w) in enumerate(boxes):
+      tile = self.serving.decompress(tf.constant([strings[i] for strings in per_stream]),
+                                     tf.constant([h, w], tf.int32))
+      rgb[top:top + h, left:left + w] = tile["image"].numpy()
+    return self._as_channels(rgb, geometry.channels)
 
   def estimate(self, image):
-    """Estimated bits and the reconstruction, through the model's non-coding path."""
+    """Estimated bits and the reconstruction, through the model's non-coding path (tile by
+    tile, as `compress` codes)."""
     self.check_image(image)
-    out = self.serving.estimate(self._rgb(image))
-    return {"bits": float(out["bits"]), "x_hat": self._as_channels(out["image"],
-                                                                   image.shape[2])}
+    bits, rgb = 0.0, np.empty(image.shape[:2] + (3,), np.uint8)
+    for (top, left, h, w), tile in zip(tile_boxes(*image.shape[:2], TILE),
+                                       self._tiles(image)):
+      out = self.serving.estimate(tile)
+      bits += float(out["bits"])
+      rgb[top:top + h, left:left + w] = out["image"].numpy()
+    return {"bits": bits, "x_hat": self._as_channels(rgb, image.shape[2])}
