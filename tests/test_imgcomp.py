@@ -30,8 +30,11 @@ def test_importance_mask_keeps_exactly_the_first_ceil_channels():
   channels = 8
   heatmap = tf.constant(np.linspace(-6, 6, 41, dtype=np.float32)[:, None])
   mask = imgcomp.importance_mask(heatmap, channels).numpy()
-  kept = np.ceil(1 / (1 + np.exp(-heatmap.numpy())) * channels)
-  np.testing.assert_array_equal(mask, (np.arange(channels) < kept).astype(np.float32))
+  y = 1 / (1 + np.exp(-heatmap.numpy())) * channels
+  k = np.arange(channels)
+  np.testing.assert_array_equal(mask == 0, k >= np.ceil(y))  # exactly the masked channels
+  np.testing.assert_array_equal(mask == 1, k + 1 <= y)  # the rest kept, one partially
+  np.testing.assert_allclose(mask.sum(axis=1), y[:, 0], rtol=1e-5)
   with tf.GradientTape() as tape:
     tape.watch(heatmap)
     total = tf.reduce_sum(imgcomp.importance_mask(heatmap, channels))
@@ -41,9 +44,10 @@ def test_importance_mask_keeps_exactly_the_first_ceil_channels():
   x = tf.constant(testing.smooth_image(32, 48, 3, seed=2)[None])
   out = model.g_a((tf.cast(x, tf.float32) - 127.5) / 64.0)
   z, _ = model._analysis(x)  # pylint: disable=protected-access
-  dropped = np.arange(8) >= np.ceil(tf.sigmoid(out[..., :1]).numpy() * 8)
-  assert np.all(z.numpy()[dropped] == 0) and np.all(z.numpy()[~dropped] == out.numpy()[
-      ..., 1:][~dropped])
+  y = tf.sigmoid(out[..., :1]).numpy() * 8
+  dropped, full = np.arange(8) >= np.ceil(y), np.arange(8) + 1 <= y
+  assert np.all(z.numpy()[dropped] == 0) and np.all(z.numpy()[full] == out.numpy()[
+      ..., 1:][full])
 
 
 def test_context_model_is_causal_in_coding_order():

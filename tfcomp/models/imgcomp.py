@@ -4,7 +4,7 @@ Mentzer, Agustsson, Tschannen, Timofte, Van Gool, "Conditional Probability Model
 Deep Image Compression", CVPR 2018.
 
     x --g_a--> [heatmap | z] (C + 1 channels, 1/8 resolution)
-    heatmap --sigmoid * C--> importance map y --ceil--> mask m (channels k < ceil(y) kept)
+    heatmap --sigmoid * C--> importance map y --> mask m (channels k >= ceil(y) zeroed)
     z * m --nearest of L learned centers--> q_hat (symbols: center indices)
     q_hat --g_s--> x_hat
     q_hat as a (C, h, w) volume --P (3D masked CNN, causal over channel, row, column)-->
@@ -57,13 +57,16 @@ def _round_ste(x):
 
 
 def importance_mask(heatmap, channels):
-  """The paper's mask from importance logits [..., 1]: channel k is kept iff k < ceil(y),
-  y = sigmoid(heatmap) * channels; gradients flow through clip(y - k, 0, 1)."""
+  """The paper's mask from importance logits [..., 1]: y = sigmoid(heatmap) * channels
+  keeps channel k fully if k + 1 <= y, by y - k if k < y < k + 1, and zeroes it if k >= y.
+
+  So the channels zeroed are exactly those with k >= ceil(y); the one partial channel is
+  what lets the gradient move y (the reference implementation uses this mask in both
+  passes: a hard ceil forward leaves y without a useful gradient and it collapses).
+  """
   y = tf.sigmoid(heatmap) * channels
   k = tf.range(channels, dtype=y.dtype)
-  soft = tf.clip_by_value(y - k, 0.0, 1.0)
-  hard = tf.cast(k < tf.math.ceil(y), y.dtype)
-  return soft + tf.stop_gradient(hard - soft)
+  return tf.clip_by_value(y - k, 0.0, 1.0)
 
 
 class MaskedConv3D(tf.keras.layers.Layer):
