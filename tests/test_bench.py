@@ -129,6 +129,17 @@ def test_lossless_and_lossy_runs_end_to_end(folder, tmp_path):
     plot.main(["plot.py", str(out / "results.json"), "--curves=nonesuch"])
 
 
+def test_matched_rate_table_interpolates_classic_curves():
+  extra = dict(quality=None, ms_ssim=None, encode_s=0.1, decode_s=0.1)
+  summary = [dict(codec="jpeg", curve="jpeg", bpp=b, psnr=p, **extra)
+             for b, p in ((0.5, 30.0), (1.0, 34.0))]
+  summary += [dict(codec="tfcomp:m-q1", curve="tfcomp:m", bpp=0.75, psnr=33.0, **extra),
+              dict(codec="tfcomp:m-q2", curve="tfcomp:m", bpp=2.0, psnr=40.0, **extra)]
+  table = bench.matched_rate_table(summary, "psnr")
+  assert table == {"tfcomp:m-q1": {"jpeg": pytest.approx(32.0)}, "tfcomp:m-q2": {"jpeg": None}}
+  assert "| tfcomp:m-q1 | 0.750 | 33.00 | 32.00 |" in bench.markdown_lossy(summary)
+
+
 def test_bench_errors_are_one_line(tmp_path):
   status, _, err = run_cli("bench", "--mode=lossless", f"--images={tmp_path}/none/*.png",
                            f"--out={tmp_path}/o", "--quiet")

@@ -197,6 +197,25 @@ def bd_rate_table(summary, anchor, quality_key="psnr"):
   return table
 
 
+def matched_rate_table(summary, quality_key):
+  """{tfcomp point: {classic curve: quality at the point's bpp}}, by linear interpolation
+  along each classic codec's curve (None where the curve does not reach that rate)."""
+  rd = curves(summary, quality_key)
+  table = {}
+  for s in summary:
+    if not s["codec"].startswith("tfcomp:") or s[quality_key] is None:
+      continue
+    row = {}
+    for name, points in rd.items():
+      if name.startswith("tfcomp:"):
+        continue
+      bpp, quality = zip(*points)
+      inside = bpp[0] <= s["bpp"] <= bpp[-1]
+      row[name] = float(np.interp(s["bpp"], bpp, quality)) if inside else None
+    table[s["codec"]] = row
+  return table
+
+
 def plot_rd(summary, path, quality_key="psnr", title=""):
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
@@ -251,6 +270,20 @@ def markdown_lossy(summary, bd_psnr=None, bd_msssim=None):
     for name in bd_psnr:
       ms = (bd_msssim or {}).get(name)
       lines.append(f"| {name} | {_f(bd_psnr[name], 1)}% | {_f(ms, 1)}% |")
+  for key, label, digits in (("ms_ssim", "MS-SSIM", 4), ("psnr", "PSNR-RGB (dB)", 2)):
+    table = matched_rate_table(summary, key)
+    if not table:
+      continue
+    others = list(next(iter(table.values())))
+    points = {s["codec"]: s for s in summary}
+    lines += ["", f"{label} of each tfcomp point and of the other codecs at the same bpp "
+              "(interpolated along their curves; n/a outside their range):", "",
+              "| point | bpp | ours | " + " | ".join(others) + " |",
+              "|---|---:|---:|" + "---:|" * len(others)]
+    for codec, row in table.items():
+      lines.append(f"| {codec} | {_f(points[codec]['bpp'])} | "
+                   f"{_f(points[codec][key], digits)} | " +
+                   " | ".join(_f(row[o], digits) for o in others) + " |")
   return "\n".join(lines)
 
 
