@@ -11,7 +11,8 @@ Deep Image Compression", CVPR 2018.
         an L-way distribution per symbol --> rate H (bits per symbol)
 
 Training: the autoencoder and the centers minimize
-`distortion_weight * d + beta * max(H - H_target, 0)` (d = 1 - MS-SSIM or MSE), the
+`distortion_weight * d + mse_weight * MSE + beta * max(H - H_target, 0)` (d = 1 - MS-SSIM
+or MSE; mse_weight = 0 in the paper), the
 context model P minimizes H, each with its own optimizer (`loss_groups`).
 
 The context model is an integer network: weights, biases and activations are snapped to
@@ -205,6 +206,8 @@ class Imgcomp(tf.keras.Model):
     context_filters: channels of the context model's hidden layers (24 in the paper).
     distortion: "ms_ssim" (1 - MS-SSIM) or "mse" (on 0..255 values).
     distortion_weight: weight of d in the autoencoder's loss.
+    mse_weight: weight of an extra MSE term (0 in the paper). MS-SSIM barely sees colour
+      and brightness, which short trainings then get wrong; a small MSE term fixes them.
     beta: weight of the rate hinge max(H - H_target, 0).
     H_target: target entropy in bits per symbol (bpp is about H * C / 64).
     sigma: softness of the soft-to-hard quantizer's backward pass.
@@ -217,7 +220,7 @@ class Imgcomp(tf.keras.Model):
 
   def __init__(self, num_filters=128, num_stacks=5, stack_blocks=3, latent_channels=32,
                num_centers=6, context_filters=24, distortion="ms_ssim",
-               distortion_weight=5000.0, beta=500.0, H_target=1.2, sigma=1.0,
+               distortion_weight=5000.0, mse_weight=0.0, beta=500.0, H_target=1.2, sigma=1.0,
                centers_range=2.0, centers_reg=0.1, **kwargs):
     super().__init__(**kwargs)
     if distortion not in DISTORTIONS:
@@ -232,9 +235,11 @@ class Imgcomp(tf.keras.Model):
     if 14 * context_filters > MAX_FAN_IN:
       raise ValueError(f"context_filters={context_filters} breaks the exact-arithmetic "
                        f"bound; at most {MAX_FAN_IN // 14}")
-    if not (H_target >= 0 and beta >= 0 and distortion_weight > 0 and sigma > 0):
-      raise ValueError(f"need H_target >= 0, beta >= 0, distortion_weight > 0, sigma > 0; "
-                       f"got {H_target}, {beta}, {distortion_weight}, {sigma}")
+    if not (H_target >= 0 and beta >= 0 and distortion_weight > 0 and mse_weight >= 0 and
+            sigma > 0):
+      raise ValueError(f"need H_target >= 0, beta >= 0, distortion_weight > 0, "
+                       f"mse_weight >= 0, sigma > 0; got {H_target}, {beta}, "
+                       f"{distortion_weight}, {mse_weight}, {sigma}")
     self.num_filters = int(num_filters)
     self.num_stacks = int(num_stacks)
     self.stack_blocks = int(stack_blocks)
@@ -243,6 +248,7 @@ class Imgcomp(tf.keras.Model):
     self.context_filters = int(context_filters)
     self.distortion = distortion
     self.distortion_weight = float(distortion_weight)
+    self.mse_weight = float(mse_weight)
     self.beta = float(beta)
     self.H_target = float(H_target)
     self.sigma = float(sigma)
@@ -282,6 +288,7 @@ class Imgcomp(tf.keras.Model):
             "stack_blocks": self.stack_blocks, "latent_channels": self.latent_channels,
             "num_centers": self.num_centers, "context_filters": self.context_filters,
             "distortion": self.distortion, "distortion_weight": self.distortion_weight,
+            "mse_weight": self.mse_weight,
             "beta": self.beta, "H_target": self.H_target, "sigma": self.sigma,
             "centers_range": self.centers_range, "centers_reg": self.centers_reg}
 
@@ -351,7 +358,7 @@ class Imgcomp(tf.keras.Model):
     scalars = {"bpp": out["bpp"], "H": out["H"], "mse": out["mse"], "ms_ssim": ms_ssim,
                "psnr": tf.reduce_mean(tf.image.psnr(x, x_hat, 255.0))}
     distortion = 1.0 - ms_ssim if self.distortion == "ms_ssim" else out["mse"]
-    loss = (self.distortion_weight * distortion +
+    loss = (self.distortion_weight * distortion + self.mse_weight * out["mse"] +
             self.beta * tf.maximum(out["H"] - self.H_target, 0.0) +
             self.centers_reg * tf.reduce_sum(tf.square(self.centers)) / 2)
     scalars["loss"] = loss
