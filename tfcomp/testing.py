@@ -119,11 +119,18 @@ def _fuzz_setup():
     rewrapped = container.write(dataclasses.replace(parsed, sections=sections))
     return codecs.decompress(rewrapped, zoo.load)
 
+  def decode_in_chunks(data):
+    # As imgcomp's wavefront decoder does: the state threaded through three calls.
+    state = ops.CDF_DECODE_START
+    for k in range(3):
+      _, state = ops.cdf_decode_chunk(data, state, rows[100 * k:100 * (k + 1)], final=k == 2)
+
   return {
       "table": (lambda data: ops.table_decode(data, indexes, cdf, sizes, offset),
                 ops.table_encode(values, indexes, cdf, sizes, offset).numpy()),
       "cdf": (lambda data: ops.cdf_decode(data, rows),
               ops.cdf_encode(row_values, rows).numpy()),
+      "cdf-chunks": (decode_in_chunks, ops.cdf_encode(row_values, rows).numpy()),
       "mixture": (lambda data: ops.mixture_decode(data, *params),
                   ops.mixture_encode(image, *params).numpy()),
       "file": (lambda data: codecs.decompress(data, zoo.load), valid_file),
