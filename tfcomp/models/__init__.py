@@ -55,7 +55,10 @@ def build(family, config):
 
 
 def build_variables(model):
-  """Creates a model's variables by running it once on a tiny input."""
+  """Creates a model's variables by running it once on a tiny input, unless its
+  constructor built them (a loaded lossy model's coding tables are still empty here)."""
+  if model.built:
+    return
   side = getattr(model, "block_size", 8)
   model(tf.zeros((1, side, side, 3), tf.uint8))
 

@@ -21,6 +21,31 @@ import tensorflow_compression as tfc
 from tfcomp.models import layers
 
 VARIANTS = ("scale", "mean_scale")
+
+
+def _coded_bits(cdf, cdf_offset, tables, symbols):
+  """Bits tensorflow-compression's range coder spends on each of `symbols` (int32), coded
+  with the tables `tables` selects from its flat `cdf` table list.
+
+  Each table is [-precision, 0, c_1, ..., 2**precision] over the values cdf_offset + 0..n-1
+  and a last interval that escapes other values, which then follow as an Elias gamma code
+  and a sign bit (uniform binary decisions).
+  """
+  starts = tf.cast(tf.where(cdf < 0)[:, 0], tf.int32)
+  ends = tf.concat([starts[1:], tf.shape(cdf)], 0)
+  start = tf.gather(starts, tables)
+  n = tf.gather(ends, tables) - start - 3
+  value = symbols - tf.gather(cdf_offset, tables)
+  escape = (value < 0) | (value >= n)
+  interval = tf.where(escape, n, value)
+  freq = tf.gather(cdf, start + 2 + interval) - tf.gather(cdf, start + 1 + interval)
+  precision = tf.cast(-tf.gather(cdf, start), tf.float32)
+  bits = precision - tf.math.log(tf.cast(freq, tf.float32)) / tf.math.log(2.0)
+  gamma = tf.cast(tf.where(value < 0, -value, value - n + 1), tf.float32)
+  # 2 floor(log2(gamma)) + 1 gamma-code bits and a sign bit; log2 of gamma + 1/2 keeps
+  # exact powers of two from rounding below their integer logarithm.
+  gamma_bits = 2.0 * tf.math.floor(tf.math.log(gamma + 0.5) / tf.math.log(2.0)) + 2.0
+  return bits + tf.where(escape, gamma_bits, 0.0)
 DISTORTIONS = ("mse", "ms_ssim")
 
 
@@ -181,15 +206,23 @@ class Hyperprior(tf.keras.Model):
     y = self.g_a(x / 255.0)
     z = self.h_a(tf.abs(y) if self.variant == "scale" else y)
     if coding:
-      # Restored tables carry no prior, so z's bits come from the prior itself.
+      # The bits the range coder spends with its frozen tables, which floor small
+      # probabilities and escape the tails (the prior's likelihood overstates them).
       z_hat = side.quantize(z)
-      bits_z = -tf.reduce_sum(self.hyperprior.log_prob(z_hat), axis=(1, 2, 3)) / tf.math.log(2.0)
+      channels = tf.broadcast_to(tf.range(self.hyper_filters), tf.shape(z_hat))
+      symbols = tf.cast(tf.round(z_hat - side.quantization_offset), tf.int32)
+      bits_z = tf.reduce_sum(_coded_bits(side.cdf, side.cdf_offset, channels, symbols),
+                             axis=(1, 2, 3))
     else:
       z_hat, bits_z = side(z, training=training)
     mean, index = self._mean_and_index(z_hat, tf.shape(y)[1:3])
-    if coding:  # the coder snaps scales to its table: so does the estimate
-      index = tf.round(index)
     y_hat, bits_y = main(y, index, loc=mean, training=training)
+    if coding:  # the coder's table: the index clipped and truncated, as tfc's compress does
+      index = tf.clip_by_value(index, 0.0, self.num_scales - 1.0)
+      symbols = tf.cast(tf.round(y if mean is None else y - mean), tf.int32)
+      bits_y = tf.reduce_sum(_coded_bits(main.cdf, main.cdf_offset,
+                                         tf.cast(index, tf.int32), symbols), axis=(1, 2, 3))
+      index = tf.floor(index)
     x_hat = self.g_s(y_hat) * 255.0
     pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
     bits = bits_y + bits_z
