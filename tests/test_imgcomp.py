@@ -82,11 +82,24 @@ def test_whole_volume_and_wavefront_steps_compute_identical_logits():
   q_hat, symbols = _symbols(model, x)
   whole = model.context_model.logits(model._volume(model.context_model.inputs(q_hat)))[0]  # pylint: disable=protected-access
   volume = tf.transpose(symbols[0], [2, 0, 1])
-  positions, starts, ends = model._wavefront(*volume.shape)  # pylint: disable=protected-access
-  caches = model._empty_caches(*volume.shape, symbols=volume)  # pylint: disable=protected-access
-  for s, e in zip(starts.numpy(), ends.numpy()):
-    step, caches = model.context_model.step(caches, positions[s:e])
-    np.testing.assert_array_equal(step.numpy(), tf.gather_nd(whole, positions[s:e]).numpy())
+  positions, starts, ends, taps = model._layout(*volume.shape)  # pylint: disable=protected-access
+  expected = tf.gather_nd(whole, positions).numpy()
+  # The decoder's layout: ring buffers, the symbols written after each wavefront.
+  ring_taps, size = model._ring(starts, ends, taps)  # pylint: disable=protected-access
+  windows = model._windows(imgcomp.RING * size + 1)  # pylint: disable=protected-access
+  inputs = model._inputs(tf.gather_nd(volume, positions))  # pylint: disable=protected-access
+  for s, (a, b) in enumerate(zip(starts.numpy(), ends.numpy())):
+    write_at = s % imgcomp.RING * size + tf.range(b - a)
+    acc, (x_ring, *hidden) = model.context_model.step(windows, ring_taps[a:b], write_at)
+    np.testing.assert_array_equal(acc.numpy(), expected[a:b])
+    windows = (tf.tensor_scatter_nd_update(x_ring, write_at[:, None], inputs[a:b, None]),
+               *hidden)
+  # The encoder's layout: one window over every position, in two chunks.
+  count = len(expected)
+  windows = model._windows(count + 1, tf.pad(inputs[:, None], [(0, 1), (0, 0)]))  # pylint: disable=protected-access
+  for rows in (tf.range(count // 3), tf.range(count // 3, count)):
+    acc, windows = model.context_model.step(windows, tf.gather(taps, rows), rows)
+    np.testing.assert_array_equal(acc.numpy(), expected[rows.numpy()])
 
 
 def test_training_updates_both_groups_and_logs_the_promised_scalars():

@@ -51,6 +51,8 @@ _TAPS_B = _TAPS_A + [(0, 0, 0)]
 # Wavefront: with four 3x3 layers the previous channel is seen up to 4 rows and columns
 # away, so symbols with equal 13 * channel + 2 * row + column never depend on each other.
 WAVE = (13, 2, 1)
+# Wavefronts a decoding step reads: its own and those up to the farthest tap's behind.
+RING = 1 + max(-sum(w * o for w, o in zip(WAVE, tap)) for tap in _TAPS_B)
 
 
 def _round_ste(x):
@@ -105,13 +107,12 @@ class MaskedConv3D(tf.keras.layers.Layer):
     padded = tf.pad(volume, [(0, 0), (1, 0), (1, 1), (1, 1), (0, 0)])
     return tf.nn.conv3d(padded, dense, [1] * 5, "VALID") + bias
 
-  def at(self, cache, positions):
-    """Accumulators [n, out] at `positions` [n, 3] of an int8 cache [D + 1, H + 2, W + 2, in]
-    (the volume behind a zero border: one channel in front, one row and column around)."""
+  def at(self, window, rows):
+    """Accumulators [n, out] of n positions from an int8 window [M, in] of activations
+    and `rows` [n, taps]: the window row of each tap (a border tap reads a zero row)."""
     kernel, bias = self.quantized()
-    offsets = tf.constant([[dz + 1, dy + 1, dx + 1] for dz, dy, dx in self.taps], tf.int32)
-    patches = tf.cast(tf.gather_nd(cache, positions[:, None, :] + offsets[None]), tf.float32)
-    n = tf.shape(positions)[0]
+    patches = tf.cast(tf.gather(window, rows[:, :len(self.taps)]), tf.float32)
+    n = tf.shape(rows)[0]
     return tf.matmul(tf.reshape(patches, [n, -1]),
                      tf.reshape(kernel, [-1, self.filters])) + bias
 
@@ -131,7 +132,7 @@ class ContextModel(tf.keras.layers.Layer):
       a1 --conv1 (B), ReLU--> a2 --conv2 (B)--> + a1 --> a3 --conv3 (B)--> L logits
 
   `logits` runs it over whole volumes (training, estimates); `step` at chosen positions
-  from caches of every layer's activations (coding).
+  from windows of every layer's activations (coding).
   """
 
   def __init__(self, filters, num_centers, **kwargs):
@@ -162,25 +163,27 @@ class ContextModel(tf.keras.layers.Layer):
     a3 = _requantize(self.conv2.convolve(a2) + a1 * W_SCALE, A_MIN)
     return self.conv3.convolve(a3)
 
-  def step(self, caches, positions):
-    """Logit accumulators [n, L] at `positions` [n, 3] and the caches updated there.
+  def step(self, windows, read_at, write_at):
+    """Logit accumulators [n, L] of n positions, and the windows with their activations.
 
-    `caches` holds the input and a1..a3 as int8 [D + 1, H + 2, W + 2, channels] volumes
-    behind a zero border (activations are integers in [-64, 63]; int8 keeps the per-step
-    copies of the caches cheap). Every position's context must already be in them: positions earlier
-    in wavefront order, or earlier in `positions` for the activations a1..a3.
+    `windows` holds int8 activations [M, channels] of the input and of a1..a3 for the
+    positions coded before these, in any row layout with a zero row for the border;
+    `read_at` [n, 14] is the row of each tap of each position (mask B's order, the
+    position itself last) and `write_at` [n] the rows where these positions' own
+    activations go. The encoder passes windows over all positions; the decoder small ring
+    buffers of the last wavefronts. Activations written here are read back by the next
+    layer's taps on the position itself.
     """
-    x, a1, a2, a3 = caches
-    at = positions + 1  # behind the border
+    x, a1, a2, a3 = windows
 
-    def put(cache, values):
-      return tf.tensor_scatter_nd_update(cache, at, tf.cast(values, tf.int8))
+    def put(window, values):
+      return tf.tensor_scatter_nd_update(window, write_at[:, None], tf.cast(values, tf.int8))
 
-    a1 = put(a1, _requantize(self.conv0.at(x, positions), 0.0))
-    a2 = put(a2, _requantize(self.conv1.at(a1, positions), 0.0))
-    skip = tf.cast(tf.gather_nd(a1, at), tf.float32) * W_SCALE
-    a3 = put(a3, _requantize(self.conv2.at(a2, positions) + skip, A_MIN))
-    return self.conv3.at(a3, positions), (x, a1, a2, a3)
+    v1 = _requantize(self.conv0.at(x, read_at), 0.0)
+    a1 = put(a1, v1)
+    a2 = put(a2, _requantize(self.conv1.at(a1, read_at), 0.0))
+    a3 = put(a3, _requantize(self.conv2.at(a2, read_at) + v1 * W_SCALE, A_MIN))
+    return self.conv3.at(a3, read_at), (x, a1, a2, a3)
 
   def get_config(self):
     return {**super().get_config(), "filters": self.filters,
@@ -379,8 +382,12 @@ class Imgcomp(tf.keras.Model):
     gap = tf.cast(-quantized_logits(acc) * 16.0, tf.int32)
     return ops.pmf_to_cdf(tf.gather(self.exp_table, gap))
 
-  def _wavefront(self, depth, height, width):
-    """Every position [N, 3] in coding order, and where each wavefront starts and ends."""
+  def _layout(self, depth, height, width):
+    """Where everything sits in coding order, for a (depth, height, width) volume.
+
+    Returns (positions [N, 3] in coding order, starts and ends [S] of the S wavefronts in
+    it, taps [N, 14]: the coding-order rank of each tap's position, N for the border).
+    """
     d, i, j = tf.meshgrid(tf.range(depth), tf.range(height), tf.range(width), indexing="ij")
     positions = tf.reshape(tf.stack([d, i, j], axis=-1), [-1, 3])
     t = tf.reduce_sum(positions * tf.constant(WAVE, tf.int32), axis=-1)
@@ -388,19 +395,38 @@ class Imgcomp(tf.keras.Model):
     counts = tf.math.bincount(t)
     counts = tf.boolean_mask(counts, counts > 0)
     ends = tf.cumsum(counts)
-    return tf.gather(positions, order), ends - counts, ends
+    positions = tf.gather(positions, order)
+    count = tf.shape(positions)[0]
+    # Ranks behind a border of N: one channel in front, one row and column around.
+    ranks = tf.fill([depth + 1, height + 2, width + 2], count)
+    ranks = tf.tensor_scatter_nd_update(ranks, positions + 1, tf.range(count))
+    offsets = tf.constant([[dz + 1, dy + 1, dx + 1] for dz, dy, dx in _TAPS_B], tf.int32)
+    taps = tf.gather_nd(ranks, positions[:, None, :] + offsets[None])
+    return positions, ends - counts, ends, taps
+
+  @staticmethod
+  def _ring(starts, ends, taps):
+    """The decoder's window layout: ring buffers of RING slots of `size` rows, wavefront s
+    in slot s % RING (its taps reach at most RING - 1 wavefronts back, so nothing still
+    read is overwritten), and a last row kept zero for the border.
+
+    Returns (taps [N, 14] as ring rows, size).
+    """
+    count = ends[-1]
+    size = tf.reduce_max(ends - starts)
+    wavefront = tf.repeat(tf.range(tf.shape(starts)[0]), ends - starts)
+    slot_rows = tf.concat([wavefront % RING * size + tf.range(count) -
+                           tf.gather(starts, wavefront), [RING * size]], 0)
+    return tf.gather(slot_rows, taps), size
 
   def _inputs(self, symbols):
     """The context model's int8 inputs for symbols."""
     return tf.cast(self.context_model.inputs(tf.gather(self.centers, symbols)), tf.int8)
 
-  def _empty_caches(self, depth, height, width, symbols=None):
-    shape = tf.stack([depth + 1, height + 2, width + 2])
-    x = tf.zeros(tf.concat([shape, [1]], 0), tf.int8)
-    if symbols is not None:  # the encoder knows every symbol from the start
-      x = tf.pad(self._inputs(symbols)[..., None], [(1, 0), (1, 1), (1, 1), (0, 0)])
-    hidden = tf.zeros(tf.concat([shape, [self.context_filters]], 0), tf.int8)
-    return x, hidden, hidden, hidden
+  def _windows(self, rows, x=None):
+    """Zero windows of `rows` rows for the input and a1..a3 (or the input given)."""
+    hidden = tf.zeros([rows, self.context_filters], tf.int8)
+    return (tf.zeros([rows, 1], tf.int8) if x is None else x), hidden, hidden, hidden
 
   def compress(self, x):
     """[string]: the symbols of one padded image x [1, Hp, Wp, 3] (uint8)."""
@@ -408,47 +434,49 @@ class Imgcomp(tf.keras.Model):
     _, symbols = self.quantize(z)
     volume = tf.transpose(symbols[0], [2, 0, 1])  # [C, h, w]
     shape = tf.shape(volume)
-    positions, _, _ = self._wavefront(shape[0], shape[1], shape[2])
-    caches = self._empty_caches(shape[0], shape[1], shape[2], symbols=volume)
-    # The encoder knows all contexts: one step over every position, in chunks that keep
-    # the gathered patches small. Chunks follow coding order, so each one's context is in
-    # the caches.
-    chunk = 65536
-    count = tf.shape(positions)[0]
-    rows = tf.TensorArray(tf.int32, size=0, dynamic_size=True, infer_shape=False)
-
-    def body(k, caches, rows):
-      part = positions[k * chunk:(k + 1) * chunk]
-      acc, caches = self.context_model.step(caches, part)
-      return k + 1, caches, rows.write(k, self._cdf(acc))
-
-    _, _, rows = tf.while_loop(lambda k, *_: k * chunk < count, body, (0, caches, rows))
+    positions, _, _, taps = self._layout(shape[0], shape[1], shape[2])
     values = tf.gather_nd(volume, positions)
-    return [ops.cdf_encode(values, rows.concat())]
+    count = tf.shape(values)[0]
+    # The encoder knows all contexts: windows over every position in coding order (row N
+    # the border), filled in chunks that keep the gathered patches small. Chunks follow
+    # coding order, so each one's context is in the windows before it runs.
+    windows = self._windows(count + 1, tf.pad(self._inputs(values)[:, None], [(0, 1), (0, 0)]))
+    chunk = 65536
+    cdfs = tf.TensorArray(tf.int32, size=0, dynamic_size=True, infer_shape=False)
+
+    def body(k, windows, cdfs):
+      rows = tf.range(k * chunk, tf.minimum((k + 1) * chunk, count))
+      acc, windows = self.context_model.step(windows, tf.gather(taps, rows), rows)
+      return k + 1, windows, cdfs.write(k, self._cdf(acc))
+
+    _, _, cdfs = tf.while_loop(lambda k, *_: k * chunk < count, body, (0, windows, cdfs))
+    return [ops.cdf_encode(values, cdfs.concat())]
 
   def decompress(self, strings, height, width):
     """x_hat float [1, height, width, 3] (padded sizes; 0..255, unrounded) from
     `compress`'s strings."""
     (encoded,) = strings
     depth, h, w = self.latent_channels, height // 8, width // 8
-    positions, starts, ends = self._wavefront(depth, h, w)
-    caches = self._empty_caches(depth, h, w)
-    symbols = tf.zeros([depth, h, w], tf.int32)
+    positions, starts, ends, taps = self._layout(depth, h, w)
+    taps, size = self._ring(starts, ends, taps)
+    windows = self._windows(RING * size + 1)
 
-    def decode(s, caches, symbols, state, final):
-      part = positions[starts[s]:ends[s]]
-      acc, caches = self.context_model.step(caches, part)
-      values, state = ops.cdf_decode_chunk(encoded, state, self._cdf(acc), final=final)
-      x, a1, a2, a3 = caches
-      x = tf.tensor_scatter_nd_update(x, part + 1, self._inputs(values)[:, None])
-      return (x, a1, a2, a3), tf.tensor_scatter_nd_update(symbols, part, values), state
+    def decode(s, windows, values, state, final):
+      rows = tf.range(starts[s], ends[s])
+      write_at = s % RING * size + rows - starts[s]
+      acc, (x, a1, a2, a3) = self.context_model.step(windows, tf.gather(taps, rows), write_at)
+      decoded, state = ops.cdf_decode_chunk(encoded, state, self._cdf(acc), final=final)
+      x = tf.tensor_scatter_nd_update(x, write_at[:, None], self._inputs(decoded)[:, None])
+      return (x, a1, a2, a3), values.write(s, decoded), state
 
     steps = tf.shape(starts)[0]
-    _, caches, symbols, state = tf.while_loop(
+    values = tf.TensorArray(tf.int32, size=steps, infer_shape=False)
+    _, windows, values, state = tf.while_loop(
         lambda s, *_: s < steps - 1,
-        lambda s, caches, symbols, state: (s + 1,) + decode(s, caches, symbols, state, False),
-        (0, caches, symbols, tf.constant(ops.CDF_DECODE_START, tf.int64)))
-    _, symbols, _ = decode(steps - 1, caches, symbols, state, True)
+        lambda s, windows, values, state: (s + 1,) + decode(s, windows, values, state, False),
+        (0, windows, values, tf.constant(ops.CDF_DECODE_START, tf.int64)))
+    _, values, _ = decode(steps - 1, windows, values, state, True)
+    symbols = tf.scatter_nd(positions, values.concat(), [depth, h, w])
     q_hat = tf.gather(self.centers, tf.transpose(symbols, [1, 2, 0]))[None]
     return self._synthesis(q_hat)
 

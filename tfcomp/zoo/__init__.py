@@ -43,6 +43,14 @@ def _hyperprior_v1(quality, lmbda, steps):
                   functools.partial(_learned, name), curve="hyperprior-ms-v1")
 
 
+def _imgcomp_v1(point, h_target, steps):
+  name = f"imgcomp-v1-{point}"
+  return ZooEntry(name, "imgcomp", False,
+                  f"imgcomp (Mentzer et al. 2018; config {point}, CPU-sized), 1 - MS-SSIM "
+                  f"+ MSE, H_target={h_target} bits/symbol, {steps} CPU training steps; "
+                  "8-bit gray, RGB", functools.partial(_learned, name), curve="imgcomp-v1")
+
+
 ENTRIES = (
     ZooEntry("fixedpred-v1", "fixedpred", True,
              "non-learned baseline: gradient predictor, block-adaptive Laplacian tables; "
