@@ -22,7 +22,7 @@ def _model(seed=0, scale=0.1, **config):
 
 
 def _symbols(model, x):
-  z, _ = model._analysis(x)  # pylint: disable=protected-access
+  z, _, _ = model._analysis(x)  # pylint: disable=protected-access
   return model.quantize(z)
 
 
@@ -43,7 +43,7 @@ def test_importance_mask_keeps_exactly_the_first_ceil_channels():
   model = _model()
   x = tf.constant(testing.smooth_image(32, 48, 3, seed=2)[None])
   out = model.g_a((tf.cast(x, tf.float32) - 127.5) / 64.0)
-  z, _ = model._analysis(x)  # pylint: disable=protected-access
+  z, _, _ = model._analysis(x)  # pylint: disable=protected-access
   y = tf.sigmoid(out[..., :1]).numpy() * 8
   dropped, full = np.arange(8) >= np.ceil(y), np.arange(8) + 1 <= y
   assert np.all(z.numpy()[dropped] == 0) and np.all(z.numpy()[full] == out.numpy()[

@@ -11,8 +11,9 @@ Deep Image Compression", CVPR 2018.
         an L-way distribution per symbol --> rate H (bits per symbol)
 
 Training: the autoencoder and the centers minimize
-`distortion_weight * d + mse_weight * MSE + beta * max(H - H_target, 0)` (d = 1 - MS-SSIM
-or MSE; mse_weight = 0 in the paper), the
+`distortion_weight * d + mse_weight * MSE + beta * max(H_soft - H_target, 0)` (d = 1 -
+MS-SSIM or MSE; mse_weight = 0 in the paper; H_soft the mean of H and of the mask-weighted
+bits, through which the rate reaches the importance map), the
 context model P minimizes H, each with its own optimizer (`loss_groups`).
 
 The context model is an integer network: weights, biases and activations are snapped to
@@ -211,7 +212,7 @@ class Imgcomp(tf.keras.Model):
     distortion_weight: weight of d in the autoencoder's loss.
     mse_weight: weight of an extra MSE term (0 in the paper). MS-SSIM barely sees colour
       and brightness, which short trainings then get wrong; a small MSE term fixes them.
-    beta: weight of the rate hinge max(H - H_target, 0).
+    beta: weight of the rate hinge max(H_soft - H_target, 0).
     H_target: target entropy in bits per symbol (bpp is about H * C / 64).
     sigma: softness of the soft-to-hard quantizer's backward pass.
     centers_range: centers start evenly spaced inside (-centers_range, centers_range).
@@ -311,10 +312,11 @@ class Imgcomp(tf.keras.Model):
   # -- the network ---------------------------------------------------------------------------
 
   def _analysis(self, x):
-    """(z * mask, importance map y / C) of images x [B, H, W, 3] (0..255)."""
+    """(z * mask, mask, importance map y / C) of images x [B, H, W, 3] (0..255)."""
     out = self.g_a((tf.cast(x, tf.float32) - 127.5) / 64.0)
     heatmap, z = out[..., :1], out[..., 1:]
-    return z * importance_mask(heatmap, self.latent_channels), tf.sigmoid(heatmap)
+    mask = importance_mask(heatmap, self.latent_channels)
+    return z * mask, mask, tf.sigmoid(heatmap)
 
   def quantize(self, z, training=False):
     """(q_hat, symbols): nearest centers; in training, gradients of the soft assignment."""
@@ -337,19 +339,25 @@ class Imgcomp(tf.keras.Model):
   def call(self, x, training=False):
     """Rate and reconstruction of images x [B, H, W, 3] (0..255, sides multiples of 8).
 
-    Returns {"x_hat", "bits": [B], "bpp", "H" (bits per symbol), "mse", "importance"}.
+    Returns {"x_hat", "bits": [B], "bpp", "H" (bits per symbol), "H_soft", "mse",
+    "importance"}. H_soft is the paper's rate for the autoencoder's loss: the mean of H
+    and of the bits weighted by the mask. The context model sees the symbols without
+    gradient, so the autoencoder lowers its rate through the importance map.
     """
-    z, importance = self._analysis(x)
+    z, mask, importance = self._analysis(x)
     q_hat, symbols = self.quantize(z, training)
-    acc = self.context_model.logits(self._volume(self.context_model.inputs(q_hat)))
+    acc = self.context_model.logits(self._volume(self.context_model.inputs(
+        tf.stop_gradient(q_hat))))
     log_pmf = tf.nn.log_softmax(quantized_logits(acc))
     nats = -tf.reduce_sum(log_pmf * tf.one_hot(self._volume(symbols)[..., 0],
                                               self.num_centers), axis=-1)
     bits = tf.reduce_sum(nats, axis=[1, 2, 3]) / np.log(2.0)
     x_hat = self._synthesis(q_hat)
     pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
+    h_real = tf.reduce_mean(nats) / np.log(2.0)
+    h_mask = tf.reduce_mean(nats * self._volume(mask)[..., 0]) / np.log(2.0)
     return {"x_hat": x_hat, "bits": bits, "bpp": tf.reduce_sum(bits) / pixels,
-            "H": tf.reduce_mean(nats) / np.log(2.0),
+            "H": h_real, "H_soft": (h_real + h_mask) / 2,
             "mse": tf.reduce_mean(tf.math.squared_difference(tf.cast(x, tf.float32), x_hat)),
             "importance": importance}
 
@@ -358,11 +366,12 @@ class Imgcomp(tf.keras.Model):
     x = tf.cast(x, tf.float32)
     x_hat = tf.clip_by_value(out["x_hat"], 0.0, 255.0)
     ms_ssim = tf.reduce_mean(layers.ms_ssim(x, x_hat))
-    scalars = {"bpp": out["bpp"], "H": out["H"], "mse": out["mse"], "ms_ssim": ms_ssim,
+    scalars = {"bpp": out["bpp"], "H": out["H"], "H_soft": out["H_soft"], "mse": out["mse"],
+               "ms_ssim": ms_ssim,
                "psnr": tf.reduce_mean(tf.image.psnr(x, x_hat, 255.0))}
     distortion = 1.0 - ms_ssim if self.distortion == "ms_ssim" else out["mse"]
     loss = (self.distortion_weight * distortion + self.mse_weight * out["mse"] +
-            self.beta * tf.maximum(out["H"] - self.H_target, 0.0) +
+            self.beta * tf.maximum(out["H_soft"] - self.H_target, 0.0) +
             self.centers_reg * tf.reduce_sum(tf.square(self.centers)) / 2)
     scalars["loss"] = loss
     for i in range(self.num_centers):
@@ -430,7 +439,7 @@ class Imgcomp(tf.keras.Model):
 
   def compress(self, x):
     """[string]: the symbols of one padded image x [1, Hp, Wp, 3] (uint8)."""
-    z, _ = self._analysis(x)
+    z, _, _ = self._analysis(x)
     _, symbols = self.quantize(z)
     volume = tf.transpose(symbols[0], [2, 0, 1])  # [C, h, w]
     shape = tf.shape(volume)
