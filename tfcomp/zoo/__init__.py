@@ -61,6 +61,10 @@ ENTRIES = (
     _hyperprior_v1(2, 0.0067, 4250),
     _hyperprior_v1(3, 0.013, 4500),
     _hyperprior_v1(4, 0.025, 4250),
+    # One RD curve: b trained from scratch, a and c fine-tuned from its step 2500.
+    _imgcomp_v1("a", 0.4, 6500),
+    _imgcomp_v1("b", 1.2, 6750),
+    _imgcomp_v1("c", 1.9, 6500),
 )
 _BY_NAME = {e.name: e for e in ENTRIES}
 
