@@ -238,6 +238,10 @@ def _f(value, digits=3):
   return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _percent(value):
+  return "n/a" if value is None else f"{value:.1f}%"
+
+
 def markdown_lossless(summaries):
   """One table: a row per codec, a column group per dataset. `summaries`: {dataset: summary}."""
   datasets = list(summaries)
@@ -262,14 +266,15 @@ def markdown_lossy(summary, bd_psnr=None, bd_msssim=None):
   lines = ["| codec | setting | bpp | PSNR-RGB (dB) | MS-SSIM | enc s | dec s |",
            "|---|---:|---:|---:|---:|---:|---:|"]
   for s in summary:
-    lines.append(f"| {s['codec']} | {s['quality']} | {_f(s['bpp'])} | {_f(s['psnr'], 2)} | "
+    setting = "n/a" if s["quality"] is None else s["quality"]
+    lines.append(f"| {s['codec']} | {setting} | {_f(s['bpp'])} | {_f(s['psnr'], 2)} | "
                  f"{_f(s['ms_ssim'], 4)} | {_f(s['encode_s'], 3)} | {_f(s['decode_s'], 3)} |")
   if bd_psnr is not None:
     lines += ["", "| curve | BD-rate vs anchor (PSNR-RGB) | BD-rate vs anchor (MS-SSIM) |",
               "|---|---:|---:|"]
     for name in bd_psnr:
       ms = (bd_msssim or {}).get(name)
-      lines.append(f"| {name} | {_f(bd_psnr[name], 1)}% | {_f(ms, 1)}% |")
+      lines.append(f"| {name} | {_percent(bd_psnr[name])} | {_percent(ms)} |")
   for key, label, digits in (("ms_ssim", "MS-SSIM", 4), ("psnr", "PSNR-RGB (dB)", 2)):
     table = matched_rate_table(summary, key)
     if not table:
