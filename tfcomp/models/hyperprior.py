@@ -21,6 +21,7 @@ import tensorflow_compression as tfc
 from tfcomp.models import layers
 
 VARIANTS = ("scale", "mean_scale")
+DISTORTIONS = ("mse", "ms_ssim")
 
 
 def _coded_bits(cdf, cdf_offset, tables, symbols):
@@ -46,7 +47,6 @@ def _coded_bits(cdf, cdf_offset, tables, symbols):
   # exact powers of two from rounding below their integer logarithm.
   gamma_bits = 2.0 * tf.math.floor(tf.math.log(gamma + 0.5) / tf.math.log(2.0)) + 2.0
   return bits + tf.where(escape, gamma_bits, 0.0)
-DISTORTIONS = ("mse", "ms_ssim")
 
 
 def _conv(filters, kernel, down=1, up=1, activation=None, bias=True, name=None):
@@ -216,13 +216,15 @@ class Hyperprior(tf.keras.Model):
     else:
       z_hat, bits_z = side(z, training=training)
     mean, index = self._mean_and_index(z_hat, tf.shape(y)[1:3])
-    y_hat, bits_y = main(y, index, loc=mean, training=training)
     if coding:  # the coder's table: the index clipped and truncated, as tfc's compress does
+      y_hat = main.quantize(y, loc=mean)
       index = tf.clip_by_value(index, 0.0, self.num_scales - 1.0)
       symbols = tf.cast(tf.round(y if mean is None else y - mean), tf.int32)
       bits_y = tf.reduce_sum(_coded_bits(main.cdf, main.cdf_offset,
                                          tf.cast(index, tf.int32), symbols), axis=(1, 2, 3))
       index = tf.floor(index)
+    else:
+      y_hat, bits_y = main(y, index, loc=mean, training=training)
     x_hat = self.g_s(y_hat) * 255.0
     pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
     bits = bits_y + bits_z
