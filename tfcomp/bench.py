@@ -275,12 +275,12 @@ def markdown_lossy(summary, bd_psnr=None, bd_msssim=None):
     for name in bd_psnr:
       ms = (bd_msssim or {}).get(name)
       lines.append(f"| {name} | {_percent(bd_psnr[name])} | {_percent(ms)} |")
+  points = {s["codec"]: s for s in summary}
   for key, label, digits in (("ms_ssim", "MS-SSIM", 4), ("psnr", "PSNR-RGB (dB)", 2)):
     table = matched_rate_table(summary, key)
     if not table:
       continue
     others = list(next(iter(table.values())))
-    points = {s["codec"]: s for s in summary}
     lines += ["", f"{label} of each tfcomp point and of the other codecs at the same bpp "
               "(interpolated along their curves; n/a outside their range):", "",
               "| point | bpp | ours | " + " | ".join(others) + " |",

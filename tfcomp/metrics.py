@@ -23,7 +23,8 @@ def psnr(a, b, max_value=255.0):
   return float("inf") if mse == 0 else float(10 * np.log10(max_value ** 2 / mse))
 
 
-def _gaussian():
+def gaussian():
+  """The normalized 1-D Gaussian filter of FILTER_SIZE taps, sigma FILTER_SIGMA."""
   x = np.arange(FILTER_SIZE) - (FILTER_SIZE - 1) / 2
   g = np.exp(-x ** 2 / (2 * FILTER_SIGMA ** 2))
   return g / g.sum()
@@ -31,7 +32,7 @@ def _gaussian():
 
 def _filter(x):
   """Separable Gaussian over axes 0 and 1, keeping only fully covered ('valid') outputs."""
-  g, r = _gaussian(), FILTER_SIZE // 2
+  g, r = gaussian(), FILTER_SIZE // 2
   x = ndimage.correlate1d(x, g, axis=0, mode="constant")
   x = ndimage.correlate1d(x, g, axis=1, mode="constant")
   return x[r:x.shape[0] - r, r:x.shape[1] - r]

@@ -108,11 +108,12 @@ class LossyModelCodec(learned.ModelCodec):
     return rgb
 
   def _tiles(self, image):
+    """((top, left, height, width), RGB tile) of each tile of `image`, in raster order."""
     for top, left, h, w in tile_boxes(*image.shape[:2], TILE):
-      yield self._rgb(image[top:top + h, left:left + w])
+      yield (top, left, h, w), self._rgb(image[top:top + h, left:left + w])
 
   def compress(self, image):
-    tiles = [self.serving.compress(t)["strings"].numpy() for t in self._tiles(image)]
+    tiles = [self.serving.compress(t)["strings"].numpy() for _, t in self._tiles(image)]
     if len(tiles) == 1:
       return dict(zip(self.model.stream_names, tiles[0]))
     return {name: container.pack_chunks([t[i] for t in tiles])
@@ -139,8 +140,7 @@ class LossyModelCodec(learned.ModelCodec):
     tile, as `compress` codes)."""
     self.check_image(image)
     bits, rgb = 0.0, np.empty(image.shape[:2] + (3,), np.uint8)
-    for (top, left, h, w), tile in zip(tile_boxes(*image.shape[:2], TILE),
-                                       self._tiles(image)):
+    for (top, left, h, w), tile in self._tiles(image):
       out = self.serving.estimate(tile)
       bits += float(out["bits"])
       rgb[top:top + h, left:left + w] = out["image"].numpy()

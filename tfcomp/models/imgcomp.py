@@ -20,8 +20,8 @@ The context model is an integer network: weights, biases and activations are sna
 fixed grids (straight-through in training) and every product and sum stays an integer
 below 2**24, so float32 convolutions and matrix products compute it exactly in any order.
 The encoder's one parallel pass and the decoder's wavefront steps therefore build
-identical CDFs. Both go through one step function, `_context_step`, which evaluates the
-network at a set of volume positions from cached activations.
+identical CDFs. Both go through one step function, `ContextModel.step`, which evaluates
+the network at a set of volume positions from windows of every layer's activations.
 """
 import numpy as np
 import tensorflow as tf
@@ -54,6 +54,12 @@ _TAPS_B = _TAPS_A + [(0, 0, 0)]
 WAVE = (13, 2, 1)
 # Wavefronts a decoding step reads: its own and those up to the farthest tap's behind.
 RING = 1 + max(-sum(w * o for w, o in zip(WAVE, tap)) for tap in _TAPS_B)
+
+
+def _bordered(taps):
+  """Tap offsets as indexes into a volume behind a border of one channel in front and one
+  row and column around (where every tap of every position lands inside)."""
+  return [[dz + 1, dy + 1, dx + 1] for dz, dy, dx in taps]
 
 
 def _round_ste(x):
@@ -103,7 +109,7 @@ class MaskedConv3D(tf.keras.layers.Layer):
   def convolve(self, volume):
     """Accumulators [B, D, H, W, out] over a whole volume [B, D, H, W, in]."""
     kernel, bias = self.quantized()
-    dense = tf.scatter_nd([[dz + 1, dy + 1, dx + 1] for dz, dy, dx in self.taps], kernel,
+    dense = tf.scatter_nd(_bordered(self.taps), kernel,
                           [2, 3, 3, kernel.shape[1], kernel.shape[2]])
     padded = tf.pad(volume, [(0, 0), (1, 0), (1, 1), (1, 1), (0, 0)])
     return tf.nn.conv3d(padded, dense, [1] * 5, "VALID") + bias
@@ -236,9 +242,9 @@ class Imgcomp(tf.keras.Model):
                             ("context_filters", context_filters, 1)):
       if value < low:
         raise ValueError(f"{arg} must be at least {low}, got {value}")
-    if 14 * context_filters > MAX_FAN_IN:
+    if len(_TAPS_B) * context_filters > MAX_FAN_IN:
       raise ValueError(f"context_filters={context_filters} breaks the exact-arithmetic "
-                       f"bound; at most {MAX_FAN_IN // 14}")
+                       f"bound; at most {MAX_FAN_IN // len(_TAPS_B)}")
     if not (H_target >= 0 and beta >= 0 and distortion_weight > 0 and mse_weight >= 0 and
             sigma > 0):
       raise ValueError(f"need H_target >= 0, beta >= 0, distortion_weight > 0, "
@@ -409,7 +415,7 @@ class Imgcomp(tf.keras.Model):
     # Ranks behind a border of N: one channel in front, one row and column around.
     ranks = tf.fill([depth + 1, height + 2, width + 2], count)
     ranks = tf.tensor_scatter_nd_update(ranks, positions + 1, tf.range(count))
-    offsets = tf.constant([[dz + 1, dy + 1, dx + 1] for dz, dy, dx in _TAPS_B], tf.int32)
+    offsets = tf.constant(_bordered(_TAPS_B), tf.int32)
     taps = tf.gather_nd(ranks, positions[:, None, :] + offsets[None])
     return positions, ends - counts, ends, taps
 

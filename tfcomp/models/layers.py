@@ -1,6 +1,8 @@
 """Building blocks shared by tfcomp's model families."""
 import tensorflow as tf
 
+from tfcomp import metrics
+
 
 class _Conv2D(tf.keras.layers.Conv2D):
   """Keras Conv2D whose dilated form also works on maps smaller than the dilation.
@@ -146,7 +148,7 @@ class SoftToHardQuantizer(tf.keras.layers.Layer):
             "center_range": self.center_range, "trainable_centers": self.trainable_centers}
 
 
-def ms_ssim(x, y, max_value=255.0, weights=(0.0448, 0.2856, 0.3001, 0.2363, 0.1333)):
+def ms_ssim(x, y, max_value=255.0, weights=metrics.MS_SSIM_WEIGHTS):
   """Differentiable MS-SSIM of image batches [B, H, W, C] for training losses, [B].
 
   The conventions of tfcomp.metrics.ms_ssim (11x11 Gaussian, sigma 1.5, valid filtering,
@@ -155,17 +157,17 @@ def ms_ssim(x, y, max_value=255.0, weights=(0.0448, 0.2856, 0.3001, 0.2363, 0.13
   has no gradient at zero or below, where early, poor reconstructions land.
   """
   x, y = tf.cast(x, tf.float32), tf.cast(y, tf.float32)
+  size = metrics.FILTER_SIZE
   side = min(x.shape[1], x.shape[2])
   scales = len(weights)
-  while scales > 1 and (side - 1) // 2 ** (scales - 1) < 10:
+  while scales > 1 and (side - 1) // 2 ** (scales - 1) < size - 1:
     scales -= 1
-  if side < 11:
-    raise ValueError(f"MS-SSIM needs images of at least 11 pixels per side, got {side}")
+  if side < size:
+    raise ValueError(f"MS-SSIM needs images of at least {size} pixels per side, got {side}")
   channels = x.shape[-1]
-  g = tf.exp(-tf.square(tf.range(11, dtype=tf.float32) - 5.0) / (2 * 1.5 ** 2))
-  g = g / tf.reduce_sum(g)
-  rows = tf.tile(tf.reshape(g, [11, 1, 1, 1]), [1, 1, channels, 1])
-  cols = tf.tile(tf.reshape(g, [1, 11, 1, 1]), [1, 1, channels, 1])
+  g = tf.constant(metrics.gaussian(), tf.float32)
+  rows = tf.tile(tf.reshape(g, [size, 1, 1, 1]), [1, 1, channels, 1])
+  cols = tf.tile(tf.reshape(g, [1, size, 1, 1]), [1, 1, channels, 1])
 
   def blur(t):
     t = tf.nn.depthwise_conv2d(t, rows, [1, 1, 1, 1], "VALID")
