@@ -87,9 +87,9 @@ TFCOMP_INLINE uint32_t NonFinite(float x) {
 constexpr int kArgShift = kMeanFracBits + kInvScaleBits - kArgFracBits;
 constexpr int64_t kSigmoidLow = int64_t{tables::kSigmoidRange} << kArgFracBits;
 
-// sum_i weight[i] * sigmoid((edge - m[i]) * inv[i]) over n (a multiple of 8) components,
+// sum_i weight[i] * sigmoid((edge - m[i]) * inv[i]) over n (a multiple of 4) components,
 // edge and m in 1/256 level: the mixture CDF at one level edge, in 1/2^40. `limit` is for
-// the vector code only (see WeightedSigmoid8).
+// the vector code only (see WeightedSigmoid4).
 TFCOMP_INLINE uint64_t SumSigmoidsScalar(int32_t edge, const int32_t* m, const int32_t* inv,
                                          const int32_t* /*limit*/, const int32_t* weight,
                                          int n) {
@@ -109,73 +109,203 @@ TFCOMP_INLINE void SumSigmoidPairScalar(int32_t edge, const int32_t* m, const in
   *hi = SumSigmoidsScalar(edge + (1 << kMeanFracBits), m, inv, limit, weight, n);
 }
 
-#if defined(__x86_64__)
-// Eight components at a time in 32-bit lanes. The sigmoid saturates once |(edge - m) *
-// inv| >= 2^28, so clamping edge - m to +-limit, with limit * inv in [2^28, 2^31), leaves
-// every table index as the scalar code computes it while the product fits in 32 bits.
-// Weighted sums accumulate in 64-bit lanes. Identical integers to SumSigmoidsScalar.
-__attribute__((target("avx2"), always_inline)) inline __m256i WeightedSigmoid8(
-    __m256i d, __m256i limit, __m256i inv, __m256i weight) {
-  d = _mm256_max_epi32(_mm256_min_epi32(d, limit), _mm256_sub_epi32(_mm256_setzero_si256(), limit));
-  const __m256i t = _mm256_srai_epi32(_mm256_mullo_epi32(d, inv), kArgShift);
-  const __m256i idx = _mm256_min_epi32(
-      _mm256_max_epi32(_mm256_add_epi32(t, _mm256_set1_epi32(kSigmoidLow)),
-                       _mm256_setzero_si256()),
-      _mm256_set1_epi32(2 * kSigmoidLow));
-  constexpr int kStepShift = kArgFracBits - tables::kSigmoidStepsLog2;
-  const __m256i cell = _mm256_srli_epi32(idx, kStepShift);
-  const __m256i frac = _mm256_and_si256(idx, _mm256_set1_epi32((1 << kStepShift) - 1));
-  const __m256i a = _mm256_i32gather_epi32(kSigmoid, cell, 4);
-  const __m256i b = _mm256_i32gather_epi32(kSigmoid + 1, cell, 4);
-  const __m256i sigmoid =
-      _mm256_add_epi32(a, _mm256_srli_epi32(_mm256_mullo_epi32(_mm256_sub_epi32(b, a), frac),
-                                            kStepShift));
-  // weight * sigmoid < 2^41: even lanes, then odd lanes, in 64 bits.
-  return _mm256_add_epi64(_mm256_mul_epu32(weight, sigmoid),
-                          _mm256_mul_epu32(_mm256_srli_epi64(weight, 32),
-                                           _mm256_srli_epi64(sigmoid, 32)));
+// floor(2^48 / sum) for sum in [2^16, 2^22], through a double division (much faster than a
+// 64-bit integer one): the correctly rounded quotient is at most one above the floor, and
+// only when the exact quotient lies just below an integer; the check catches that.
+TFCOMP_INLINE int64_t WeightReciprocal(int64_t sum) {
+  constexpr int64_t kNumerator = int64_t{1} << (tables::kWeightBits + 32);
+  int64_t r = static_cast<int64_t>(static_cast<double>(kNumerator) / static_cast<double>(sum));
+  r -= r * sum > kNumerator;
+  return r;
 }
 
-__attribute__((target("avx2"), always_inline)) inline __m256i Load8(const int32_t* p) {
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+// One subpixel's row of K components: means, inverse scales and limits copied into the
+// padded layout, and the mixture weights: exp(logit - max) from the table, renormalised to
+// sum to exactly 2^16 (one division per subpixel, a shift per CDF value). Components under
+// 2^-10 are dropped and the heaviest (the first with the largest logit) takes the
+// remainder; returns its index. Padding entries are left alone (they stay 0). This is the
+// baseline; ConvertRowAvx2 computes the same integers.
+int ConvertRow(
+    int K, const int32_t* __restrict logit, const int32_t* __restrict mean_q,
+    const int32_t* __restrict scale_index, const int32_t* __restrict inv_scale_table,
+    const int32_t* __restrict limit_table, int32_t* __restrict weight,
+    int32_t* __restrict mean, int32_t* __restrict inv_scale, int32_t* __restrict limit) {
+  constexpr int32_t kLastWeight = sizeof(tables::kExpNegLogit) / sizeof(int32_t) - 1;
+  int32_t max_logit = logit[0];
+  for (int i = 0; i < K; ++i) {
+    mean[i] = mean_q[i];
+    inv_scale[i] = inv_scale_table[scale_index[i]];
+    limit[i] = limit_table[scale_index[i]];
+    max_logit = std::max(max_logit, logit[i]);
+  }
+  int heaviest = 0;
+  for (int i = K - 1; i >= 0; --i) heaviest = logit[i] == max_logit ? i : heaviest;
+  int64_t sum = 0;
+  for (int i = 0; i < K; ++i) {
+    weight[i] = tables::kExpNegLogit[std::min(max_logit - logit[i], kLastWeight)];
+    sum += weight[i];
+  }
+  const int64_t reciprocal = WeightReciprocal(sum);
+  int64_t total = 0;
+  for (int i = 0; i < K; ++i) {
+    const int32_t w = static_cast<int32_t>((weight[i] * reciprocal) >> 32);
+    weight[i] = w & -static_cast<int32_t>(w >= kMinWeight);  // no branch: it would be random
+    total += weight[i];
+  }
+  weight[heaviest] += static_cast<int32_t>((int64_t{1} << tables::kWeightBits) - total);
+  return heaviest;
+}
+
+#if defined(__x86_64__)
+// The table cells packed for the vector code: kSigmoid[i] in the low half and
+// kSigmoid[i + 1] - kSigmoid[i] in the high half, so that one 64-bit gather fetches both
+// ends of a cell. AMD and Intel cores gather element by element, so this halves the work
+// that dominates the CDF sums.
+struct SigmoidCells {
+  alignas(64) uint64_t cell[std::size(kSigmoid) - 1];
+};
+constexpr SigmoidCells MakeSigmoidCells() {
+  SigmoidCells t{};
+  for (size_t i = 0; i + 1 < std::size(kSigmoid); ++i) {
+    t.cell[i] = static_cast<uint64_t>(kSigmoid[i]) |
+                (static_cast<uint64_t>(kSigmoid[i + 1] - kSigmoid[i]) << 32);
+  }
+  return t;
+}
+constexpr SigmoidCells kSigmoidCells = MakeSigmoidCells();
+
+// Four components at a time: 32-bit arithmetic up to the table index, then 64-bit lanes.
+// The sigmoid saturates once |(edge - m) * inv| >= 2^28, so clamping edge - m to +-limit,
+// with limit * inv in [2^28, 2^31), leaves every table index as the scalar code computes
+// it while the product fits in 32 bits. Identical integers to SumSigmoidsScalar.
+__attribute__((target("avx2"), always_inline)) inline __m256i WeightedSigmoid4(
+    __m128i d, __m128i limit, __m128i inv, __m256i weight) {
+  d = _mm_max_epi32(_mm_min_epi32(d, limit), _mm_sub_epi32(_mm_setzero_si128(), limit));
+  const __m128i t = _mm_srai_epi32(_mm_mullo_epi32(d, inv), kArgShift);
+  const __m128i idx = _mm_min_epi32(
+      _mm_max_epi32(_mm_add_epi32(t, _mm_set1_epi32(kSigmoidLow)), _mm_setzero_si128()),
+      _mm_set1_epi32(2 * kSigmoidLow));
+  constexpr int kStepShift = kArgFracBits - tables::kSigmoidStepsLog2;
+  const __m256i cell = _mm256_i32gather_epi64(
+      reinterpret_cast<const long long*>(kSigmoidCells.cell), _mm_srli_epi32(idx, kStepShift), 8);
+  const __m256i frac =
+      _mm256_cvtepu32_epi64(_mm_and_si128(idx, _mm_set1_epi32((1 << kStepShift) - 1)));
+  // Low halves: kSigmoid[i] + ((delta * frac) >> kStepShift) < 2^25; the high halves carry
+  // the delta, which _mm256_mul_epu32 ignores. weight * sigmoid < 2^41.
+  const __m256i sigmoid = _mm256_add_epi64(
+      cell, _mm256_srli_epi64(_mm256_mul_epu32(_mm256_srli_epi64(cell, 32), frac), kStepShift));
+  return _mm256_mul_epu32(weight, sigmoid);
+}
+
+__attribute__((target("avx2"), always_inline)) inline __m128i Load4(const int32_t* p) {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
 }
 
 __attribute__((target("avx2"), always_inline)) inline uint64_t HorizontalSum(__m256i v) {
-  alignas(32) uint64_t lanes[4];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
-  return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+  const __m128i s = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  return static_cast<uint64_t>(_mm_cvtsi128_si64(s)) +
+         static_cast<uint64_t>(_mm_extract_epi64(s, 1));
 }
 
-__attribute__((target("avx2"))) uint64_t SumSigmoidsAvx2(int32_t edge, const int32_t* m,
-                                                         const int32_t* inv,
-                                                         const int32_t* limit,
-                                                         const int32_t* weight, int n) {
-  const __m256i edge8 = _mm256_set1_epi32(edge);
+__attribute__((target("avx2"))) uint64_t SumSigmoidsAvx2(
+    int32_t edge, const int32_t* m, const int32_t* inv, const int32_t* limit,
+    const int32_t* weight, int n) {
+  const __m128i edge4 = _mm_set1_epi32(edge);
   __m256i acc = _mm256_setzero_si256();
-  for (int i = 0; i < n; i += 8) {
-    acc = _mm256_add_epi64(acc, WeightedSigmoid8(_mm256_sub_epi32(edge8, Load8(m + i)),
-                                                 Load8(limit + i), Load8(inv + i),
-                                                 Load8(weight + i)));
+  for (int i = 0; i < n; i += 4) {
+    acc = _mm256_add_epi64(acc, WeightedSigmoid4(_mm_sub_epi32(edge4, Load4(m + i)),
+                                                 Load4(limit + i), Load4(inv + i),
+                                                 _mm256_cvtepu32_epi64(Load4(weight + i))));
   }
   return HorizontalSum(acc);
 }
 
-__attribute__((target("avx2"))) void SumSigmoidPairAvx2(int32_t edge, const int32_t* m,
-                                                        const int32_t* inv,
-                                                        const int32_t* limit,
-                                                        const int32_t* weight, int n,
-                                                        uint64_t* lo, uint64_t* hi) {
-  const __m256i edge8 = _mm256_set1_epi32(edge);
-  const __m256i level = _mm256_set1_epi32(1 << kMeanFracBits);
+__attribute__((target("avx2"))) void SumSigmoidPairAvx2(
+    int32_t edge, const int32_t* m, const int32_t* inv, const int32_t* limit,
+    const int32_t* weight, int n, uint64_t* lo, uint64_t* hi) {
+  const __m128i edge4 = _mm_set1_epi32(edge);
+  const __m128i level = _mm_set1_epi32(1 << kMeanFracBits);
   __m256i acc_lo = _mm256_setzero_si256(), acc_hi = acc_lo;
-  for (int i = 0; i < n; i += 8) {
-    const __m256i d = _mm256_sub_epi32(edge8, Load8(m + i));
-    const __m256i lim = Load8(limit + i), iv = Load8(inv + i), w = Load8(weight + i);
-    acc_lo = _mm256_add_epi64(acc_lo, WeightedSigmoid8(d, lim, iv, w));
-    acc_hi = _mm256_add_epi64(acc_hi, WeightedSigmoid8(_mm256_add_epi32(d, level), lim, iv, w));
+  for (int i = 0; i < n; i += 4) {
+    const __m128i d = _mm_sub_epi32(edge4, Load4(m + i));
+    const __m128i lim = Load4(limit + i), iv = Load4(inv + i);
+    const __m256i w = _mm256_cvtepu32_epi64(Load4(weight + i));
+    acc_lo = _mm256_add_epi64(acc_lo, WeightedSigmoid4(d, lim, iv, w));
+    acc_hi = _mm256_add_epi64(acc_hi, WeightedSigmoid4(_mm_add_epi32(d, level), lim, iv, w));
   }
   *lo = HorizontalSum(acc_lo);
   *hi = HorizontalSum(acc_hi);
+}
+
+// ConvertRow four components at a time, on rows padded to a multiple of 4 (masked loads
+// leave the padding 0, as the scalar code does). Table lookups stay scalar: on the cores
+// at hand a gather costs twice as much per element as a plain load.
+__attribute__((target("avx2"))) int ConvertRowAvx2(
+    int K, const int32_t* __restrict logit, const int32_t* __restrict mean_q,
+    const int32_t* __restrict scale_index, const int32_t* __restrict inv_scale_table,
+    const int32_t* __restrict limit_table, int32_t* __restrict weight,
+    int32_t* __restrict mean, int32_t* __restrict inv_scale, int32_t* __restrict limit) {
+  constexpr int32_t kLastWeight = sizeof(tables::kExpNegLogit) / sizeof(int32_t) - 1;
+  constexpr int32_t kPadLogit = -(1 << 20);  // far below any real logit (|logit| <= 1024)
+  const int KP = (K + 3) & ~3;
+  const __m128i zero = _mm_setzero_si128(), lane = _mm_setr_epi32(0, 1, 2, 3);
+  alignas(16) int32_t padded_logit[kMixtureMaxComponents];
+  __m128i max_logit = _mm_set1_epi32(kPadLogit);
+  for (int g = 0; g < KP; g += 4) {
+    const __m128i valid = _mm_cmpgt_epi32(_mm_set1_epi32(K - g), lane);
+    const __m128i l = _mm_blendv_epi8(_mm_set1_epi32(kPadLogit),
+                                      _mm_maskload_epi32(logit + g, valid), valid);
+    _mm_store_si128(reinterpret_cast<__m128i*>(padded_logit + g), l);
+    max_logit = _mm_max_epi32(max_logit, l);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(mean + g), _mm_maskload_epi32(mean_q + g, valid));
+  }
+  for (int i = 0; i < K; ++i) {
+    inv_scale[i] = inv_scale_table[scale_index[i]];
+    limit[i] = limit_table[scale_index[i]];
+  }
+  max_logit = _mm_max_epi32(max_logit, _mm_shuffle_epi32(max_logit, 0x4e));
+  max_logit = _mm_max_epi32(max_logit, _mm_shuffle_epi32(max_logit, 0xb1));
+  // Unnormalised weights stay in registers: reloading them from memory right after scalar
+  // stores would stall on store forwarding.
+  __m128i raw[kMixtureMaxComponents / 4];
+  alignas(16) int32_t index[4];
+  __m128i first = _mm_set1_epi32(INT32_MAX), sum = zero;
+  for (int g = 0; g < KP; g += 4) {
+    const __m128i l = _mm_load_si128(reinterpret_cast<const __m128i*>(padded_logit + g));
+    first = _mm_min_epi32(first, _mm_blendv_epi8(_mm_set1_epi32(INT32_MAX),
+                                                 _mm_add_epi32(lane, _mm_set1_epi32(g)),
+                                                 _mm_cmpeq_epi32(l, max_logit)));
+    _mm_store_si128(reinterpret_cast<__m128i*>(index),
+                    _mm_min_epi32(_mm_sub_epi32(max_logit, l), _mm_set1_epi32(kLastWeight)));
+    raw[g / 4] = _mm_setr_epi32(tables::kExpNegLogit[index[0]], tables::kExpNegLogit[index[1]],
+                                tables::kExpNegLogit[index[2]], tables::kExpNegLogit[index[3]]);
+    sum = _mm_add_epi32(sum, raw[g / 4]);
+  }
+  first = _mm_min_epi32(first, _mm_shuffle_epi32(first, 0x4e));
+  first = _mm_min_epi32(first, _mm_shuffle_epi32(first, 0xb1));
+  sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0x4e));
+  sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0xb1));
+  const int heaviest = _mm_cvtsi128_si32(first);
+  const int64_t reciprocal = WeightReciprocal(_mm_cvtsi128_si32(sum));
+  // (w * reciprocal) >> 32 with reciprocal <= 2^32: w * (reciprocal >> 32) plus the high half
+  // of w times the low 32 bits.
+  const __m256i r_lo = _mm256_set1_epi64x(reciprocal & 0xffffffff);
+  const __m256i r_hi = _mm256_set1_epi64x(reciprocal >> 32 ? -1 : 0);
+  const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0);
+  __m128i total = zero;
+  for (int g = 0; g < KP; g += 4) {
+    const __m256i w = _mm256_cvtepu32_epi64(raw[g / 4]);
+    const __m256i q = _mm256_add_epi64(_mm256_srli_epi64(_mm256_mul_epu32(w, r_lo), 32),
+                                       _mm256_and_si256(w, r_hi));
+    __m128i q32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(q, even));
+    q32 = _mm_and_si128(q32, _mm_cmpgt_epi32(q32, _mm_set1_epi32(kMinWeight - 1)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(weight + g), q32);
+    total = _mm_add_epi32(total, q32);
+  }
+  total = _mm_add_epi32(total, _mm_shuffle_epi32(total, 0x4e));
+  total = _mm_add_epi32(total, _mm_shuffle_epi32(total, 0xb1));
+  weight[heaviest] += (1 << tables::kWeightBits) - _mm_cvtsi128_si32(total);
+  return heaviest;
 }
 
 bool CpuHasAvx2() { return __builtin_cpu_supports("avx2"); }
@@ -190,6 +320,13 @@ inline void SumSigmoidPairAvx2(int32_t edge, const int32_t* m, const int32_t* in
                                uint64_t* lo, uint64_t* hi) {
   SumSigmoidPairScalar(edge, m, inv, limit, weight, n, lo, hi);
 }
+inline int ConvertRowAvx2(int K, const int32_t* logit, const int32_t* mean_q,
+                          const int32_t* scale_index, const int32_t* inv_scale_table,
+                          const int32_t* limit_table, int32_t* weight, int32_t* mean,
+                          int32_t* inv_scale, int32_t* limit) {
+  return ConvertRow(K, logit, mean_q, scale_index, inv_scale_table, limit_table, weight, mean,
+                    inv_scale, limit);
+}
 bool CpuHasAvx2() { return false; }
 #define TFCOMP_AVX2
 #endif
@@ -198,7 +335,7 @@ std::atomic<bool> use_simd{CpuHasAvx2()};
 
 // Integer parameters of a chunk of pixels: everything about their distributions that does
 // not depend on the symbols, converted once per chunk. Components are padded to a multiple
-// of 8 (with weight 0) for the vector code.
+// of 4 (with weight 0) for the vector code.
 class ChunkParams {
  public:
   static constexpr int64_t kPixels = 256;
@@ -206,12 +343,13 @@ class ChunkParams {
   explicit ChunkParams(const MixtureSpec& spec)
       : spec_(spec),
         pairs_(spec.channels * (spec.channels - 1) / 2),
-        padded_((spec.components + 7) & ~7),
+        padded_((spec.components + 3) & ~3),
         inv_bin_(static_cast<float>((spec.num_levels - 1) / (spec.x_max - spec.x_min))),
         x_min_(static_cast<float>(spec.x_min)),
         x_min_levels_(x_min_ * inv_bin_),
         logit_q_(kPixels * spec.channels * spec.components),
         scale_index_(logit_q_.size()),
+        mean_q_(logit_q_.size()),
         level_(logit_q_.size()),
         coeff_raw_(kPixels * pairs_ * spec.components),
         weight_(kPixels * spec.channels * padded_),
@@ -225,10 +363,18 @@ class ChunkParams {
     for (size_t i = 0; i < std::size(inv_scale_table_); ++i) {
       inv_scale_table_[i] = static_cast<int32_t>(RoundToInt(
           std::min(tables::kInvScale[i] * bin, kMaxInvScale) * (1 << kInvScaleBits)));
+      // |edge - mean| beyond the limit saturates the sigmoid (see WeightedSigmoid4); any
+      // limit with limit * inv in [2^28, 2^31) gives the same result, so float is fine.
+      limit_table_[i] =
+          inv_scale_table_[i] > 0
+              ? static_cast<int32_t>(268435456.0f / static_cast<float>(inv_scale_table_[i])) + 2
+              : (1 << 30);
     }
   }
 
-  // Converts pixels [first, first + count); false if a parameter is not finite.
+  // Converts pixels [first, first + count); false if a parameter is not finite. kAvx2
+  // picks the row conversion; both give the same integers.
+  template <bool kAvx2>
   TFCOMP_INLINE bool Load(const MixtureParams& params, int64_t first, int64_t count) {
     const int K = spec_.components, C = spec_.channels, KP = padded_;
     const int64_t n = count * C * K, nc = count * pairs_ * K;
@@ -281,49 +427,14 @@ class ChunkParams {
       std::copy(coeff_raw + q * K, coeff_raw + (q + 1) * K, &coeff_[q * KP]);
     }
     const float lo = -spec_.num_levels - 64.0f, hi = 2.0f * spec_.num_levels + 64.0f;
-    constexpr int32_t kLastWeight = sizeof(tables::kExpNegLogit) / sizeof(int32_t) - 1;
+    int32_t* __restrict mean_q = mean_q_.data();
+    for (int64_t i = 0; i < n; ++i) {
+      mean_q[i] = RoundToInt(Clamp(level[i], lo, hi) * (1 << kMeanFracBits));
+    }
     for (int64_t s = 0; s < count * C; ++s) {
-      const int32_t* in_logit = logit_q + s * K;
-      int32_t* weight = &weight_[s * KP];
-      int32_t* mean = &mean_[s * KP];
-      int32_t* inv_scale = &inv_scale_[s * KP];
-      for (int i = 0; i < K; ++i) {
-        mean[i] = RoundToInt(Clamp(level[s * K + i], lo, hi) * (1 << kMeanFracBits));
-      }
-      int32_t* limit = &limit_[s * KP];
-      for (int i = 0; i < K; ++i) inv_scale[i] = inv_scale_table_[scale_index[s * K + i]];
-      // |edge - mean| beyond the limit saturates the sigmoid (see WeightedSigmoid8); any
-      // limit with limit * inv in [2^28, 2^31) gives the same result, so float is fine.
-      for (int i = 0; i < K; ++i) {
-        limit[i] = inv_scale[i] > 0
-                       ? static_cast<int32_t>(268435456.0f / static_cast<float>(inv_scale[i])) + 2
-                       : (1 << 30);
-      }
-      // Mixture weights: exp(logit - max) from the table, renormalised to sum to exactly
-      // 2^16 (one division per subpixel, a shift per CDF value). Components under 2^-10
-      // are dropped and the heaviest takes the remainder.
-      int32_t max_logit = INT32_MIN;
-      int heaviest = 0;
-      for (int i = 0; i < K; ++i) {
-        if (in_logit[i] > max_logit) {
-          max_logit = in_logit[i];
-          heaviest = i;
-        }
-      }
-      int64_t sum = 0;
-      for (int i = 0; i < K; ++i) {
-        weight[i] = tables::kExpNegLogit[std::min(max_logit - in_logit[i], kLastWeight)];
-        sum += weight[i];
-      }
-      const int64_t reciprocal = (int64_t{1} << (tables::kWeightBits + 32)) / sum;
-      int64_t total = 0;
-      for (int i = 0; i < K; ++i) {
-        const int32_t w = static_cast<int32_t>((weight[i] * reciprocal) >> 32);
-        weight[i] = w >= kMinWeight ? w : 0;
-        total += weight[i];
-      }
-      weight[heaviest] += static_cast<int32_t>((int64_t{1} << tables::kWeightBits) - total);
-      heaviest_[s] = heaviest;
+      heaviest_[s] = (kAvx2 ? ConvertRowAvx2 : ConvertRow)(
+          K, logit_q + s * K, mean_q + s * K, scale_index + s * K, inv_scale_table_,
+          limit_table_, &weight_[s * KP], &mean_[s * KP], &inv_scale_[s * KP], &limit_[s * KP]);
     }
     return true;
   }
@@ -346,7 +457,8 @@ class ChunkParams {
   const int pairs_, padded_;
   const float inv_bin_, x_min_, x_min_levels_;
   int32_t inv_scale_table_[std::size(tables::kInvScale)];
-  std::vector<int32_t> logit_q_, scale_index_;
+  int32_t limit_table_[std::size(tables::kInvScale)];
+  std::vector<int32_t> logit_q_, scale_index_, mean_q_;
   std::vector<float> level_;
   std::vector<int32_t> coeff_raw_, weight_, mean_, inv_scale_, limit_, coeff_;
   std::vector<int> heaviest_;
@@ -502,7 +614,7 @@ TFCOMP_INLINE bool EncodeLoop(const MixtureSpec& spec, const MixtureParams& para
   for (int64_t first = (num_pixels - 1) / ChunkParams::kPixels * ChunkParams::kPixels;
        first >= 0; first -= ChunkParams::kPixels) {
     const int64_t count = std::min(ChunkParams::kPixels, num_pixels - first);
-    if (!chunk.Load(params, first, count)) return false;
+    if (!chunk.template Load<kAvx2>(params, first, count)) return false;
     for (int64_t p = count - 1; p >= 0; --p) {
       const int32_t* pixel = symbols + (first + p) * C;
       for (int c = C - 1; c >= 0; --c) {
@@ -526,7 +638,7 @@ TFCOMP_INLINE std::string DecodeLoop(const MixtureSpec& spec, const MixtureParam
   SubpixelModel<kAvx2> model(spec);
   for (int64_t first = 0; first < num_pixels; first += ChunkParams::kPixels) {
     const int64_t count = std::min(ChunkParams::kPixels, num_pixels - first);
-    if (!chunk.Load(params, first, count)) return kBadParams;
+    if (!chunk.template Load<kAvx2>(params, first, count)) return kBadParams;
     for (int64_t p = 0; p < count; ++p) {
       int32_t* pixel = symbols + (first + p) * C;
       for (int c = 0; c < C; ++c) {
@@ -599,7 +711,7 @@ std::string MixtureCdf(const MixtureSpec& spec, const MixtureParams& params, int
   std::string error = ValidateMixtureSpec(spec);
   if (!error.empty()) return error;
   ChunkParams chunk(spec);
-  if (!chunk.Load(params, pixel, 1)) return kBadParams;
+  if (!chunk.Load<false>(params, pixel, 1)) return kBadParams;
   SubpixelModel<false> model(spec);
   model.Prepare(chunk, 0, channel, prev);
   for (int k = 0; k <= spec.num_levels; ++k) cdf[k] = static_cast<int32_t>(model.Cdf(k));

@@ -46,8 +46,8 @@ struct MixtureParams {
 
 std::string ValidateMixtureSpec(const MixtureSpec& spec);
 
-// The CDF sums use AVX2 where the CPU has it. Both paths compute identical integers; tests
-// switch the vector path off to check that.
+// The CDF sums and the weight conversion use AVX2 where the CPU has it. Both paths compute
+// identical integers; tests switch the vector path off to check that.
 void SetMixtureSimd(bool enabled);
 bool MixtureSimdEnabled();
 
