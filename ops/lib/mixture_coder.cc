@@ -125,7 +125,7 @@ TFCOMP_INLINE int64_t WeightReciprocal(int64_t sum) {
 // 2^-10 are dropped and the heaviest (the first with the largest logit) takes the
 // remainder; returns its index. Padding entries are left alone (they stay 0). This is the
 // baseline; ConvertRowAvx2 computes the same integers.
-int ConvertRow(
+TFCOMP_INLINE int ConvertRow(
     int K, const int32_t* __restrict logit, const int32_t* __restrict mean_q,
     const int32_t* __restrict scale_index, const int32_t* __restrict inv_scale_table,
     const int32_t* __restrict limit_table, int32_t* __restrict weight,
@@ -154,6 +154,19 @@ int ConvertRow(
   }
   weight[heaviest] += static_cast<int32_t>((int64_t{1} << tables::kWeightBits) - total);
   return heaviest;
+}
+
+// ConvertRow over `rows` rows: inputs K apart, outputs KP apart.
+void ConvertRows(int K, int KP, int64_t rows, const int32_t* logit,
+                         const int32_t* mean_q, const int32_t* scale_index,
+                         const int32_t* inv_scale_table, const int32_t* limit_table,
+                         int32_t* weight, int32_t* mean, int32_t* inv_scale, int32_t* limit,
+                         int* heaviest) {
+  for (int64_t s = 0; s < rows; ++s) {
+    heaviest[s] = ConvertRow(K, logit + s * K, mean_q + s * K, scale_index + s * K,
+                                 inv_scale_table, limit_table, weight + s * KP, mean + s * KP,
+                                 inv_scale + s * KP, limit + s * KP);
+  }
 }
 
 #if defined(__x86_64__)
@@ -240,7 +253,7 @@ __attribute__((target("avx2"))) void SumSigmoidPairAvx2(
 // ConvertRow four components at a time, on rows padded to a multiple of 4 (masked loads
 // leave the padding 0, as the scalar code does). Table lookups stay scalar: on the cores
 // at hand a gather costs twice as much per element as a plain load.
-__attribute__((target("avx2"))) int ConvertRowAvx2(
+__attribute__((target("avx2"), always_inline)) inline int ConvertRowAvx2(
     int K, const int32_t* __restrict logit, const int32_t* __restrict mean_q,
     const int32_t* __restrict scale_index, const int32_t* __restrict inv_scale_table,
     const int32_t* __restrict limit_table, int32_t* __restrict weight,
@@ -308,6 +321,19 @@ __attribute__((target("avx2"))) int ConvertRowAvx2(
   return heaviest;
 }
 
+// ConvertRowAvx2 over `rows` rows: inputs K apart, outputs KP apart.
+__attribute__((target("avx2"))) void ConvertRowsAvx2(int K, int KP, int64_t rows, const int32_t* logit,
+                         const int32_t* mean_q, const int32_t* scale_index,
+                         const int32_t* inv_scale_table, const int32_t* limit_table,
+                         int32_t* weight, int32_t* mean, int32_t* inv_scale, int32_t* limit,
+                         int* heaviest) {
+  for (int64_t s = 0; s < rows; ++s) {
+    heaviest[s] = ConvertRowAvx2(K, logit + s * K, mean_q + s * K, scale_index + s * K,
+                                 inv_scale_table, limit_table, weight + s * KP, mean + s * KP,
+                                 inv_scale + s * KP, limit + s * KP);
+  }
+}
+
 bool CpuHasAvx2() { return __builtin_cpu_supports("avx2"); }
 #define TFCOMP_AVX2 __attribute__((target("avx2")))
 #else
@@ -320,12 +346,13 @@ inline void SumSigmoidPairAvx2(int32_t edge, const int32_t* m, const int32_t* in
                                uint64_t* lo, uint64_t* hi) {
   SumSigmoidPairScalar(edge, m, inv, limit, weight, n, lo, hi);
 }
-inline int ConvertRowAvx2(int K, const int32_t* logit, const int32_t* mean_q,
-                          const int32_t* scale_index, const int32_t* inv_scale_table,
-                          const int32_t* limit_table, int32_t* weight, int32_t* mean,
-                          int32_t* inv_scale, int32_t* limit) {
-  return ConvertRow(K, logit, mean_q, scale_index, inv_scale_table, limit_table, weight, mean,
-                    inv_scale, limit);
+inline void ConvertRowsAvx2(int K, int KP, int64_t rows, const int32_t* logit,
+                            const int32_t* mean_q, const int32_t* scale_index,
+                            const int32_t* inv_scale_table, const int32_t* limit_table,
+                            int32_t* weight, int32_t* mean, int32_t* inv_scale, int32_t* limit,
+                            int* heaviest) {
+  ConvertRows(K, KP, rows, logit, mean_q, scale_index, inv_scale_table, limit_table, weight,
+              mean, inv_scale, limit, heaviest);
 }
 bool CpuHasAvx2() { return false; }
 #define TFCOMP_AVX2
@@ -431,11 +458,10 @@ class ChunkParams {
     for (int64_t i = 0; i < n; ++i) {
       mean_q[i] = RoundToInt(Clamp(level[i], lo, hi) * (1 << kMeanFracBits));
     }
-    for (int64_t s = 0; s < count * C; ++s) {
-      heaviest_[s] = (kAvx2 ? ConvertRowAvx2 : ConvertRow)(
-          K, logit_q + s * K, mean_q + s * K, scale_index + s * K, inv_scale_table_,
-          limit_table_, &weight_[s * KP], &mean_[s * KP], &inv_scale_[s * KP], &limit_[s * KP]);
-    }
+    (kAvx2 ? ConvertRowsAvx2 : ConvertRows)(K, KP, count * C, logit_q, mean_q, scale_index,
+                                            inv_scale_table_, limit_table_, weight_.data(),
+                                            mean_.data(), inv_scale_.data(), limit_.data(),
+                                            heaviest_.data());
     return true;
   }
 
@@ -481,16 +507,20 @@ class SubpixelModel {
     const int32_t* mean = chunk.mean(p, c);
     const int32_t lo = (-spec_.num_levels - 64) * (1 << kMeanFracBits);
     const int32_t hi = (2 * spec_.num_levels + 64) * (1 << kMeanFracBits);
-    int32_t shift[kMixtureMaxComponents];  // sum_j c_j * k_j, in 1/4096 level
-    for (int i = 0; i < n_; ++i) shift[i] = 0;
-    for (int j = 0; j < c; ++j) {
-      const int32_t* coeff = chunk.coeff(p, c, j);
-      for (int i = 0; i < n_; ++i) shift[i] += coeff[i] * prev[j];
-    }
-    // m = mean + 1/2 level, so that the argument at level edge k (k - 1/2) is k * 256 - m.
-    for (int i = 0; i < n_; ++i) {
-      m_[i] = std::clamp(mean[i] + (shift[i] >> (kCoeffFracBits - kMeanFracBits)), lo, hi) +
-              (1 << (kMeanFracBits - 1));
+    // Whole groups of 4 (n_ is a multiple of 4), which the compiler turns into one vector
+    // operation each, without the remainder handling of a loop of unknown length.
+    for (int g = 0; g < n_; g += 4) {
+      int32_t shift[4] = {0, 0, 0, 0};  // sum_j c_j * k_j, in 1/4096 level
+      for (int j = 0; j < c; ++j) {
+        const int32_t* coeff = chunk.coeff(p, c, j) + g;
+        for (int l = 0; l < 4; ++l) shift[l] += coeff[l] * prev[j];
+      }
+      // m = mean + 1/2 level, so that the argument at level edge k (k - 1/2) is k * 256 - m.
+      for (int l = 0; l < 4; ++l) {
+        m_[g + l] = std::clamp(mean[g + l] + (shift[l] >> (kCoeffFracBits - kMeanFracBits)),
+                               lo, hi) +
+                    (1 << (kMeanFracBits - 1));
+      }
     }
     mode_ = std::clamp<int64_t>(m_[chunk.heaviest(p, c)] >> kMeanFracBits, 0,
                                 spec_.num_levels - 1);
