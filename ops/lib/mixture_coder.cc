@@ -119,25 +119,14 @@ TFCOMP_INLINE int64_t WeightReciprocal(int64_t sum) {
   return r;
 }
 
-// One subpixel's row of K components: means, inverse scales and limits copied into the
-// padded layout, and the mixture weights: exp(logit - max) from the table, renormalised to
-// sum to exactly 2^16 (one division per subpixel, a shift per CDF value). Components under
-// 2^-10 are dropped and the heaviest (the first with the largest logit) takes the
-// remainder; returns its index. Padding entries are left alone (they stay 0). This is the
-// baseline; ConvertRowAvx2 computes the same integers.
-TFCOMP_INLINE int ConvertRow(
-    int K, const int32_t* __restrict logit, const int32_t* __restrict mean_q,
-    const int32_t* __restrict scale_index, const int32_t* __restrict inv_scale_table,
-    const int32_t* __restrict limit_table, int32_t* __restrict weight,
-    int32_t* __restrict mean, int32_t* __restrict inv_scale, int32_t* __restrict limit) {
+// The mixture weights of one subpixel from its K quantized logits: exp(logit - max) from
+// the table, renormalised to sum to exactly 2^16 (one division per subpixel, a shift per
+// CDF value). Components under 2^-10 are dropped and the heaviest (the first with the
+// largest logit) takes the remainder; returns its index. Entries past K are left alone.
+TFCOMP_INLINE int WeightRow(int K, const int32_t* __restrict logit, int32_t* __restrict weight) {
   constexpr int32_t kLastWeight = sizeof(tables::kExpNegLogit) / sizeof(int32_t) - 1;
   int32_t max_logit = logit[0];
-  for (int i = 0; i < K; ++i) {
-    mean[i] = mean_q[i];
-    inv_scale[i] = inv_scale_table[scale_index[i]];
-    limit[i] = limit_table[scale_index[i]];
-    max_logit = std::max(max_logit, logit[i]);
-  }
+  for (int i = 1; i < K; ++i) max_logit = std::max(max_logit, logit[i]);
   int heaviest = 0;
   for (int i = K - 1; i >= 0; --i) heaviest = logit[i] == max_logit ? i : heaviest;
   int64_t sum = 0;
@@ -156,17 +145,11 @@ TFCOMP_INLINE int ConvertRow(
   return heaviest;
 }
 
-// ConvertRow over `rows` rows: inputs K apart, outputs KP apart.
-void ConvertRows(int K, int KP, int64_t rows, const int32_t* logit,
-                         const int32_t* mean_q, const int32_t* scale_index,
-                         const int32_t* inv_scale_table, const int32_t* limit_table,
-                         int32_t* weight, int32_t* mean, int32_t* inv_scale, int32_t* limit,
-                         int* heaviest) {
-  for (int64_t s = 0; s < rows; ++s) {
-    heaviest[s] = ConvertRow(K, logit + s * K, mean_q + s * K, scale_index + s * K,
-                                 inv_scale_table, limit_table, weight + s * KP, mean + s * KP,
-                                 inv_scale + s * KP, limit + s * KP);
-  }
+// WeightRow over `rows` rows: logits K apart, weights KP apart. The baseline;
+// ConvertWeightsAvx2 computes the same integers.
+void ConvertWeights(int K, int KP, int64_t rows, const int32_t* logit, int32_t* weight,
+                    int* heaviest) {
+  for (int64_t s = 0; s < rows; ++s) heaviest[s] = WeightRow(K, logit + s * K, weight + s * KP);
 }
 
 #if defined(__x86_64__)
@@ -250,88 +233,79 @@ __attribute__((target("avx2"))) void SumSigmoidPairAvx2(
   *hi = HorizontalSum(acc_hi);
 }
 
-// ConvertRow four components at a time, on rows padded to a multiple of 4 (masked loads
-// leave the padding 0, as the scalar code does). Table lookups stay scalar: on the cores
-// at hand a gather costs twice as much per element as a plain load.
-__attribute__((target("avx2"), always_inline)) inline int ConvertRowAvx2(
-    int K, const int32_t* __restrict logit, const int32_t* __restrict mean_q,
-    const int32_t* __restrict scale_index, const int32_t* __restrict inv_scale_table,
-    const int32_t* __restrict limit_table, int32_t* __restrict weight,
-    int32_t* __restrict mean, int32_t* __restrict inv_scale, int32_t* __restrict limit) {
+// ConvertWeights for eight rows at a time, one row per 32-bit lane, looping over components:
+// every step is a plain vector operation, and the rows' dependency chains (maximum, sum,
+// reciprocal, normalisation) run side by side instead of one after another. The rows left
+// over go through WeightRow. Same integers as WeightRow:
+// - the reciprocal: floor(2^48 / sum) in doubles, as WeightReciprocal computes it;
+// - (w * reciprocal) >> 32: w * reciprocal < 2^49 is exact in a double, and so is the
+//   scaling by 2^-32 before truncation.
+__attribute__((target("avx2"))) void ConvertWeightsAvx2(int K, int KP, int64_t rows,
+                                                        const int32_t* logit, int32_t* weight,
+                                                        int* heaviest) {
   constexpr int32_t kLastWeight = sizeof(tables::kExpNegLogit) / sizeof(int32_t) - 1;
-  constexpr int32_t kPadLogit = -(1 << 20);  // far below any real logit (|logit| <= 1024)
-  const int KP = (K + 3) & ~3;
-  const __m128i zero = _mm_setzero_si128(), lane = _mm_setr_epi32(0, 1, 2, 3);
-  alignas(16) int32_t padded_logit[kMixtureMaxComponents];
-  __m128i max_logit = _mm_set1_epi32(kPadLogit);
-  for (int g = 0; g < KP; g += 4) {
-    const __m128i valid = _mm_cmpgt_epi32(_mm_set1_epi32(K - g), lane);
-    const __m128i l = _mm_blendv_epi8(_mm_set1_epi32(kPadLogit),
-                                      _mm_maskload_epi32(logit + g, valid), valid);
-    _mm_store_si128(reinterpret_cast<__m128i*>(padded_logit + g), l);
-    max_logit = _mm_max_epi32(max_logit, l);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(mean + g), _mm_maskload_epi32(mean_q + g, valid));
+  constexpr double kNumerator = static_cast<double>(int64_t{1} << (tables::kWeightBits + 32));
+  // Component k of the block's rows: one vector per component.
+  alignas(32) int32_t column[kMixtureMaxComponents][8];
+  alignas(32) int32_t first[8], remainder[8];
+  const __m256i row_offset = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                                _mm256_set1_epi32(K));
+  int64_t s0 = 0;
+  for (; s0 + 8 <= rows; s0 += 8) {
+    const int32_t* block = logit + s0 * K;
+    __m256i max_logit = _mm256_set1_epi32(INT32_MIN);
+    for (int k = 0; k < K; ++k) {
+      const __m256i l = _mm256_i32gather_epi32(block + k, row_offset, 4);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(column[k]), l);
+      max_logit = _mm256_max_epi32(max_logit, l);
+    }
+    __m256i heaviest_k = _mm256_setzero_si256(), sum = _mm256_setzero_si256();
+    for (int k = K - 1; k >= 0; --k) {
+      const __m256i l = _mm256_load_si256(reinterpret_cast<const __m256i*>(column[k]));
+      heaviest_k = _mm256_blendv_epi8(heaviest_k, _mm256_set1_epi32(k),
+                                      _mm256_cmpeq_epi32(l, max_logit));
+      const __m256i w = _mm256_i32gather_epi32(
+          tables::kExpNegLogit,
+          _mm256_min_epi32(_mm256_sub_epi32(max_logit, l), _mm256_set1_epi32(kLastWeight)), 4);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(column[k]), w);
+      sum = _mm256_add_epi32(sum, w);
+    }
+    __m256d reciprocal[2];
+    for (int h = 0; h < 2; ++h) {
+      const __m256d total = _mm256_cvtepi32_pd(h ? _mm256_extracti128_si256(sum, 1)
+                                                 : _mm256_castsi256_si128(sum));
+      __m256d r = _mm256_round_pd(_mm256_div_pd(_mm256_set1_pd(kNumerator), total),
+                                  _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+      r = _mm256_sub_pd(r, _mm256_and_pd(_mm256_cmp_pd(_mm256_mul_pd(r, total),
+                                                       _mm256_set1_pd(kNumerator), _CMP_GT_OQ),
+                                         _mm256_set1_pd(1.0)));
+      reciprocal[h] = _mm256_mul_pd(r, _mm256_set1_pd(1.0 / 4294967296.0));
+    }
+    __m256i total = _mm256_setzero_si256();
+    for (int k = 0; k < K; ++k) {
+      const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(column[k]));
+      __m128i half[2];
+      for (int h = 0; h < 2; ++h) {
+        const __m256d wd = _mm256_cvtepi32_pd(h ? _mm256_extracti128_si256(w, 1)
+                                                : _mm256_castsi256_si128(w));
+        half[h] = _mm256_cvttpd_epi32(_mm256_mul_pd(wd, reciprocal[h]));
+      }
+      __m256i q = _mm256_set_m128i(half[1], half[0]);
+      q = _mm256_and_si256(q, _mm256_cmpgt_epi32(q, _mm256_set1_epi32(kMinWeight - 1)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(column[k]), q);
+      total = _mm256_add_epi32(total, q);
+    }
+    _mm256_store_si256(reinterpret_cast<__m256i*>(first), heaviest_k);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(remainder),
+                       _mm256_sub_epi32(_mm256_set1_epi32(1 << tables::kWeightBits), total));
+    for (int r = 0; r < 8; ++r) {
+      int32_t* w = weight + (s0 + r) * KP;
+      for (int k = 0; k < K; ++k) w[k] = column[k][r];
+      w[first[r]] += remainder[r];
+      heaviest[s0 + r] = first[r];
+    }
   }
-  for (int i = 0; i < K; ++i) {
-    inv_scale[i] = inv_scale_table[scale_index[i]];
-    limit[i] = limit_table[scale_index[i]];
-  }
-  max_logit = _mm_max_epi32(max_logit, _mm_shuffle_epi32(max_logit, 0x4e));
-  max_logit = _mm_max_epi32(max_logit, _mm_shuffle_epi32(max_logit, 0xb1));
-  // Unnormalised weights stay in registers: reloading them from memory right after scalar
-  // stores would stall on store forwarding.
-  __m128i raw[kMixtureMaxComponents / 4];
-  alignas(16) int32_t index[4];
-  __m128i first = _mm_set1_epi32(INT32_MAX), sum = zero;
-  for (int g = 0; g < KP; g += 4) {
-    const __m128i l = _mm_load_si128(reinterpret_cast<const __m128i*>(padded_logit + g));
-    first = _mm_min_epi32(first, _mm_blendv_epi8(_mm_set1_epi32(INT32_MAX),
-                                                 _mm_add_epi32(lane, _mm_set1_epi32(g)),
-                                                 _mm_cmpeq_epi32(l, max_logit)));
-    _mm_store_si128(reinterpret_cast<__m128i*>(index),
-                    _mm_min_epi32(_mm_sub_epi32(max_logit, l), _mm_set1_epi32(kLastWeight)));
-    raw[g / 4] = _mm_setr_epi32(tables::kExpNegLogit[index[0]], tables::kExpNegLogit[index[1]],
-                                tables::kExpNegLogit[index[2]], tables::kExpNegLogit[index[3]]);
-    sum = _mm_add_epi32(sum, raw[g / 4]);
-  }
-  first = _mm_min_epi32(first, _mm_shuffle_epi32(first, 0x4e));
-  first = _mm_min_epi32(first, _mm_shuffle_epi32(first, 0xb1));
-  sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0x4e));
-  sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0xb1));
-  const int heaviest = _mm_cvtsi128_si32(first);
-  const int64_t reciprocal = WeightReciprocal(_mm_cvtsi128_si32(sum));
-  // (w * reciprocal) >> 32 with reciprocal <= 2^32: w * (reciprocal >> 32) plus the high half
-  // of w times the low 32 bits.
-  const __m256i r_lo = _mm256_set1_epi64x(reciprocal & 0xffffffff);
-  const __m256i r_hi = _mm256_set1_epi64x(reciprocal >> 32 ? -1 : 0);
-  const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0);
-  __m128i total = zero;
-  for (int g = 0; g < KP; g += 4) {
-    const __m256i w = _mm256_cvtepu32_epi64(raw[g / 4]);
-    const __m256i q = _mm256_add_epi64(_mm256_srli_epi64(_mm256_mul_epu32(w, r_lo), 32),
-                                       _mm256_and_si256(w, r_hi));
-    __m128i q32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(q, even));
-    q32 = _mm_and_si128(q32, _mm_cmpgt_epi32(q32, _mm_set1_epi32(kMinWeight - 1)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(weight + g), q32);
-    total = _mm_add_epi32(total, q32);
-  }
-  total = _mm_add_epi32(total, _mm_shuffle_epi32(total, 0x4e));
-  total = _mm_add_epi32(total, _mm_shuffle_epi32(total, 0xb1));
-  weight[heaviest] += (1 << tables::kWeightBits) - _mm_cvtsi128_si32(total);
-  return heaviest;
-}
-
-// ConvertRowAvx2 over `rows` rows: inputs K apart, outputs KP apart.
-__attribute__((target("avx2"))) void ConvertRowsAvx2(int K, int KP, int64_t rows, const int32_t* logit,
-                         const int32_t* mean_q, const int32_t* scale_index,
-                         const int32_t* inv_scale_table, const int32_t* limit_table,
-                         int32_t* weight, int32_t* mean, int32_t* inv_scale, int32_t* limit,
-                         int* heaviest) {
-  for (int64_t s = 0; s < rows; ++s) {
-    heaviest[s] = ConvertRowAvx2(K, logit + s * K, mean_q + s * K, scale_index + s * K,
-                                 inv_scale_table, limit_table, weight + s * KP, mean + s * KP,
-                                 inv_scale + s * KP, limit + s * KP);
-  }
+  for (; s0 < rows; ++s0) heaviest[s0] = WeightRow(K, logit + s0 * K, weight + s0 * KP);
 }
 
 bool CpuHasAvx2() { return __builtin_cpu_supports("avx2"); }
@@ -346,13 +320,9 @@ inline void SumSigmoidPairAvx2(int32_t edge, const int32_t* m, const int32_t* in
                                uint64_t* lo, uint64_t* hi) {
   SumSigmoidPairScalar(edge, m, inv, limit, weight, n, lo, hi);
 }
-inline void ConvertRowsAvx2(int K, int KP, int64_t rows, const int32_t* logit,
-                            const int32_t* mean_q, const int32_t* scale_index,
-                            const int32_t* inv_scale_table, const int32_t* limit_table,
-                            int32_t* weight, int32_t* mean, int32_t* inv_scale, int32_t* limit,
-                            int* heaviest) {
-  ConvertRows(K, KP, rows, logit, mean_q, scale_index, inv_scale_table, limit_table, weight,
-              mean, inv_scale, limit, heaviest);
+inline void ConvertWeightsAvx2(int K, int KP, int64_t rows, const int32_t* logit,
+                               int32_t* weight, int* heaviest) {
+  ConvertWeights(K, KP, rows, logit, weight, heaviest);
 }
 bool CpuHasAvx2() { return false; }
 #define TFCOMP_AVX2
@@ -361,11 +331,15 @@ bool CpuHasAvx2() { return false; }
 std::atomic<bool> use_simd{CpuHasAvx2()};
 
 // Integer parameters of a chunk of pixels: everything about their distributions that does
-// not depend on the symbols, converted once per chunk. Components are padded to a multiple
-// of 4 (with weight 0) for the vector code.
+// not depend on the symbols, converted once per chunk. The vector code works on whole
+// groups of 4 components, so a subpixel's row is read as `padded()` (K rounded up to a
+// multiple of 4) entries. Only the weights are stored padded, with zeros; the other arrays
+// keep rows K apart, so the entries past K belong to the next row (or to a zeroed tail).
+// Their weight is 0, so they add nothing to any CDF.
 class ChunkParams {
  public:
   static constexpr int64_t kPixels = 256;
+  static constexpr int kTail = 3;  // entries after the last row, read past K
 
   explicit ChunkParams(const MixtureSpec& spec)
       : spec_(spec),
@@ -376,14 +350,12 @@ class ChunkParams {
         x_min_levels_(x_min_ * inv_bin_),
         logit_q_(kPixels * spec.channels * spec.components),
         scale_index_(logit_q_.size()),
-        mean_q_(logit_q_.size()),
         level_(logit_q_.size()),
-        coeff_raw_(kPixels * pairs_ * spec.components),
+        mean_(logit_q_.size() + kTail),
+        inv_scale_(mean_.size()),
+        limit_(mean_.size()),
+        coeff_(kPixels * pairs_ * spec.components + kTail),
         weight_(kPixels * spec.channels * padded_),
-        mean_(weight_.size()),
-        inv_scale_(weight_.size()),
-        limit_(weight_.size()),
-        coeff_(kPixels * pairs_ * padded_),
         heaviest_(kPixels * spec.channels) {
     // Inverse scales in levels^-1 for every snapped log-scale, for this level grid.
     const double bin = (spec.x_max - spec.x_min) / (spec.num_levels - 1);
@@ -400,10 +372,10 @@ class ChunkParams {
   }
 
   // Converts pixels [first, first + count); false if a parameter is not finite. kAvx2
-  // picks the row conversion; both give the same integers.
+  // picks the weight conversion; both give the same integers.
   template <bool kAvx2>
   TFCOMP_INLINE bool Load(const MixtureParams& params, int64_t first, int64_t count) {
-    const int K = spec_.components, C = spec_.channels, KP = padded_;
+    const int K = spec_.components, C = spec_.channels;
     const int64_t n = count * C * K, nc = count * pairs_ * K;
     const float* logits = params.logit_weights + first * C * K;
     const float* means = params.means + first * C * K;
@@ -415,7 +387,7 @@ class ChunkParams {
     int32_t* __restrict logit_q = logit_q_.data();
     int32_t* __restrict scale_index = scale_index_.data();
     float* __restrict level = level_.data();
-    int32_t* __restrict coeff_raw = coeff_raw_.data();
+    int32_t* __restrict coeff = coeff_.data();
     // Each pass also looks at the exponent bits of what it reads (all ones: NaN or inf);
     // no converted value is used before the check below.
     uint32_t bad = 0;
@@ -433,7 +405,7 @@ class ChunkParams {
     }
     for (int64_t i = 0; i < nc; ++i) {
       bad |= NonFinite(coeffs[i]);
-      coeff_raw[i] = RoundToInt(Clamp(coeffs[i], -kMaxCoeff, kMaxCoeff) * (1 << kCoeffFracBits));
+      coeff[i] = RoundToInt(Clamp(coeffs[i], -kMaxCoeff, kMaxCoeff) * (1 << kCoeffFracBits));
     }
     if (bad) return false;
     // c_j * x_j = c_j * (x_min + k_j * bin): the x_min part joins the mean now, the k_j
@@ -441,52 +413,56 @@ class ChunkParams {
     for (int64_t p = 0; p < count; ++p) {
       for (int c = 1; c < C; ++c) {
         for (int j = 0; j < c; ++j) {
-          const int32_t* coeff = coeff_raw + (p * pairs_ + c * (c - 1) / 2 + j) * K;
+          const int32_t* coeff_row = coeff + (p * pairs_ + c * (c - 1) / 2 + j) * K;
           float* m = level + (p * C + c) * K;
           for (int i = 0; i < K; ++i) {
-            m[i] += coeff[i] * (1.0f / (1 << kCoeffFracBits)) * x_min_levels_;
+            m[i] += coeff_row[i] * (1.0f / (1 << kCoeffFracBits)) * x_min_levels_;
           }
         }
       }
     }
-    // Entries K..KP-1 of each row stay zero from the constructor: padding of weight 0.
-    for (int64_t q = 0; q < count * pairs_; ++q) {
-      std::copy(coeff_raw + q * K, coeff_raw + (q + 1) * K, &coeff_[q * KP]);
-    }
     const float lo = -spec_.num_levels - 64.0f, hi = 2.0f * spec_.num_levels + 64.0f;
-    int32_t* __restrict mean_q = mean_q_.data();
+    int32_t* __restrict mean = mean_.data();
     for (int64_t i = 0; i < n; ++i) {
-      mean_q[i] = RoundToInt(Clamp(level[i], lo, hi) * (1 << kMeanFracBits));
+      mean[i] = RoundToInt(Clamp(level[i], lo, hi) * (1 << kMeanFracBits));
     }
-    (kAvx2 ? ConvertRowsAvx2 : ConvertRows)(K, KP, count * C, logit_q, mean_q, scale_index,
-                                            inv_scale_table_, limit_table_, weight_.data(),
-                                            mean_.data(), inv_scale_.data(), limit_.data(),
-                                            heaviest_.data());
+    int32_t* __restrict inv_scale = inv_scale_.data();
+    int32_t* __restrict limit = limit_.data();
+    for (int64_t i = 0; i < n; ++i) {
+      inv_scale[i] = inv_scale_table_[scale_index[i]];
+      limit[i] = limit_table_[scale_index[i]];
+    }
+    (kAvx2 ? ConvertWeightsAvx2 : ConvertWeights)(K, padded_, count * C, logit_q,
+                                                  weight_.data(), heaviest_.data());
     return true;
   }
 
   int padded() const { return padded_; }
-  const int32_t* weight(int64_t p, int c) const { return &weight_[(p * spec_.channels + c) * padded_]; }
-  const int32_t* mean(int64_t p, int c) const { return &mean_[(p * spec_.channels + c) * padded_]; }
-  const int32_t* inv_scale(int64_t p, int c) const {
-    return &inv_scale_[(p * spec_.channels + c) * padded_];
+  const int32_t* weight(int64_t p, int c) const {
+    return &weight_[(p * spec_.channels + c) * padded_];
   }
-  const int32_t* limit(int64_t p, int c) const { return &limit_[(p * spec_.channels + c) * padded_]; }
+  const int32_t* mean(int64_t p, int c) const { return &mean_[Row(p, c)]; }
+  const int32_t* inv_scale(int64_t p, int c) const { return &inv_scale_[Row(p, c)]; }
+  const int32_t* limit(int64_t p, int c) const { return &limit_[Row(p, c)]; }
   // Coefficients of channel c on earlier channel j of pixel p.
   const int32_t* coeff(int64_t p, int c, int j) const {
-    return &coeff_[(p * pairs_ + c * (c - 1) / 2 + j) * padded_];
+    return &coeff_[(p * pairs_ + c * (c - 1) / 2 + j) * spec_.components];
   }
   int heaviest(int64_t p, int c) const { return heaviest_[p * spec_.channels + c]; }
 
  private:
+  int64_t Row(int64_t p, int c) const { return (p * spec_.channels + c) * spec_.components; }
+
   const MixtureSpec& spec_;
   const int pairs_, padded_;
   const float inv_bin_, x_min_, x_min_levels_;
   int32_t inv_scale_table_[std::size(tables::kInvScale)];
   int32_t limit_table_[std::size(tables::kInvScale)];
-  std::vector<int32_t> logit_q_, scale_index_, mean_q_;
+  std::vector<int32_t> logit_q_, scale_index_;
   std::vector<float> level_;
-  std::vector<int32_t> coeff_raw_, weight_, mean_, inv_scale_, limit_, coeff_;
+  // Rows K apart, kTail zeros after the last.
+  std::vector<int32_t> mean_, inv_scale_, limit_, coeff_;
+  std::vector<int32_t> weight_;  // rows padded() apart, zeros past K
   std::vector<int> heaviest_;
 };
 
