@@ -437,6 +437,23 @@ class ChunkParams {
     return true;
   }
 
+  // Starts bringing pixel p of the chunk at `first` into the cache. The encoder calls it
+  // pixel by pixel while it codes the current chunk, so that the next Load reads the
+  // parameters from the cache instead of waiting on memory (the decoder computes so much
+  // more per pixel that it gains nothing from it).
+  TFCOMP_INLINE void Prefetch(const MixtureParams& params, int64_t first, int64_t p) const {
+    constexpr int kFloatsPerLine = 16;
+    const int64_t row = spec_.channels * spec_.components, pair_row = pairs_ * spec_.components;
+    for (int64_t b = 0; b < row; b += kFloatsPerLine) {
+      __builtin_prefetch(params.logit_weights + (first + p) * row + b);
+      __builtin_prefetch(params.means + (first + p) * row + b);
+      __builtin_prefetch(params.log_scales + (first + p) * row + b);
+    }
+    for (int64_t b = 0; b < pair_row; b += kFloatsPerLine) {
+      __builtin_prefetch(params.coeffs + (first + p) * pair_row + b);
+    }
+  }
+
   int padded() const { return padded_; }
   const int32_t* weight(int64_t p, int c) const {
     return &weight_[(p * spec_.channels + c) * padded_];
@@ -621,7 +638,9 @@ TFCOMP_INLINE bool EncodeLoop(const MixtureSpec& spec, const MixtureParams& para
        first >= 0; first -= ChunkParams::kPixels) {
     const int64_t count = std::min(ChunkParams::kPixels, num_pixels - first);
     if (!chunk.template Load<kAvx2>(params, first, count)) return false;
+    const int64_t next = first - ChunkParams::kPixels;
     for (int64_t p = count - 1; p >= 0; --p) {
+      if (next >= 0) chunk.Prefetch(params, next, p);
       const int32_t* pixel = symbols + (first + p) * C;
       for (int c = C - 1; c >= 0; --c) {
         model.Prepare(chunk, p, c, pixel);
