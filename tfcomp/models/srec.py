@@ -19,6 +19,8 @@ plus the features of the previous sub-step (upsampled between levels), with L3C'
 classifier on top; the mixture means are offsets from the block's average (see
 `quarter_params`). One decoding step per sub-step: 3 S network passes per image.
 """
+import functools
+
 import tensorflow as tf
 
 from tfcomp.entropy import (DiscretizedLogisticMixture, UniformCoder, first_channels,
@@ -125,7 +127,10 @@ class SReC(tf.keras.Model):
         initial_output=start, name=f"P{l}_{i}") for i in range(3)] for l in range(num_levels)]
     self.upsamplers = [layers.conv(4 * num_features, 3, name=f"up{l}")
                        for l in range(num_levels - 1)]
-    self._step = tf.function(self._step_impl, reduce_retracing=True)
+    # One traced function per sub-step: their inputs differ in depth, so a single function
+    # would retrace nine times per image size (and warn about it).
+    self._steps = [[tf.function(functools.partial(self._step_impl, l, i), reduce_retracing=True)
+                    for i in range(3)] for l in range(num_levels)]
     self._slice_bits = tf.function(self._slice_bits_impl, jit_compile=True,
                                    reduce_retracing=True)
     self._top_coder = UniformCoder(LEVELS)
@@ -279,7 +284,7 @@ class SReC(tf.keras.Model):
       context = self._level_context(level, context, tf.shape(s)[1:3])
       inputs = [tf.cast(s, tf.float32) / (4 * 127.5) - 1.0]
       for i, size in enumerate(self.quarter_sizes(*sizes[level])):
-        raw, context = self._step(level, i, tf.concat(inputs, -1), context)
+        raw, context = self._steps[level][i](tf.concat(inputs, -1), context)
         params = self.quarter_params(raw, inputs[0], size, channels)
         if encode:
           target = quarters_[i][:, :size[0], :size[1], :channels]
