@@ -1,4 +1,5 @@
 """The `tfcomp` command as a user runs it: exact round trips, clear errors, no partial files."""
+import io as io_lib
 import os
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import pytest
 from PIL import Image
 
 from helpers import run_cli
-from tfcomp import codecs, io, metrics, testing, zoo
+from tfcomp import cli, codecs, io, metrics, testing, zoo
 
 
 def save(path, array, mode=None):
@@ -79,6 +80,16 @@ def test_models_lists_names_first_with_family_prefix():
   for e in zoo.ENTRIES:
     assert e.name.startswith(e.family + "-")
   assert zoo.DEFAULT in zoo.names()
+
+
+def test_closed_pipe_ends_quietly():
+  class ClosedPipe:
+    def write(self, text):
+      raise BrokenPipeError(32, "Broken pipe")
+
+  err = io_lib.StringIO()
+  assert cli.main(["models"], out=ClosedPipe(), err=err) == cli.EXIT_BROKEN_PIPE
+  assert not err.getvalue()
 
 
 def test_info_describes_the_file(tmp_path):

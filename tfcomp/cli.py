@@ -17,6 +17,7 @@ import sys
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a closed pipe
 
 
 class UsageError(Exception):
@@ -155,6 +156,12 @@ def main(argv=None, out=None, err=None):
   except UsageError as e:
     err.write(f"tfcomp: error: {e}\n")
     return EXIT_USAGE
+  except BrokenPipeError:
+    # The reader went away (`tfcomp models | head`): stop quietly, as Unix tools do, and
+    # keep the interpreter's final flush from failing again.
+    if out is sys.stdout:
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
   except expected as e:
     message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
     err.write(f"tfcomp: error: {message}\n")
