@@ -43,12 +43,13 @@ def _hyperprior_v1(quality, lmbda, steps):
                   functools.partial(_learned, name), curve="hyperprior-ms-v1")
 
 
-def _imgcomp_v1(point, h_target, steps):
-  name = f"imgcomp-v1-{point}"
+def _imgcomp(version, point, h_target, steps):
+  name = f"imgcomp-{version}-{point}"
   return ZooEntry(name, "imgcomp", False,
                   f"imgcomp (Mentzer et al. 2018; config {point}, CPU-sized), 1 - MS-SSIM "
                   f"+ MSE, H_target={h_target} bits/symbol, {steps} CPU training steps; "
-                  "8-bit gray, RGB", functools.partial(_learned, name), curve="imgcomp-v1")
+                  "8-bit gray, RGB", functools.partial(_learned, name),
+                  curve=f"imgcomp-{version}")
 
 
 ENTRIES = (
@@ -62,9 +63,13 @@ ENTRIES = (
     _hyperprior_v1(3, 0.013, 4500),
     _hyperprior_v1(4, 0.025, 4250),
     # One RD curve: b trained from scratch, a and c fine-tuned from its step 2500.
-    _imgcomp_v1("a", 0.4, 6500),
-    _imgcomp_v1("b", 1.2, 6750),
-    _imgcomp_v1("c", 1.9, 6500),
+    _imgcomp("v1", "a", 0.4, 6500),
+    _imgcomp("v1", "b", 1.2, 6750),
+    _imgcomp("v1", "c", 1.9, 6500),
+    # The same runs, continued.
+    _imgcomp("v2", "a", 0.4, 11250),
+    _imgcomp("v2", "b", 1.2, 11500),
+    _imgcomp("v2", "c", 1.9, 11250),
 )
 _BY_NAME = {e.name: e for e in ENTRIES}
 
