@@ -112,10 +112,11 @@ TFCOMP_INLINE void SumSigmoidPairScalar(int32_t edge, const int32_t* m, const in
 // floor(2^48 / sum) for sum in [2^16, 2^22], through a double division (much faster than a
 // 64-bit integer one): the correctly rounded quotient is at most one above the floor, and
 // only when the exact quotient lies just below an integer; the check catches that.
+constexpr int64_t kWeightNumerator = int64_t{1} << (tables::kWeightBits + 32);
 TFCOMP_INLINE int64_t WeightReciprocal(int64_t sum) {
-  constexpr int64_t kNumerator = int64_t{1} << (tables::kWeightBits + 32);
-  int64_t r = static_cast<int64_t>(static_cast<double>(kNumerator) / static_cast<double>(sum));
-  r -= r * sum > kNumerator;
+  int64_t r = static_cast<int64_t>(static_cast<double>(kWeightNumerator) /
+                                   static_cast<double>(sum));
+  r -= r * sum > kWeightNumerator;
   return r;
 }
 
@@ -244,7 +245,7 @@ __attribute__((target("avx2"))) void ConvertWeightsAvx2(int K, int KP, int64_t r
                                                         const int32_t* logit, int32_t* weight,
                                                         int* heaviest) {
   constexpr int32_t kLastWeight = sizeof(tables::kExpNegLogit) / sizeof(int32_t) - 1;
-  constexpr double kNumerator = static_cast<double>(int64_t{1} << (tables::kWeightBits + 32));
+  constexpr double kNumerator = static_cast<double>(kWeightNumerator);
   // Component k of the block's rows: one vector per component.
   alignas(32) int32_t column[kMixtureMaxComponents][8];
   alignas(32) int32_t first[8], remainder[8];
