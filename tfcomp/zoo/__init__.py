@@ -70,6 +70,9 @@ ENTRIES = (
     _imgcomp("v2", "a", 0.4, 11250),
     _imgcomp("v2", "b", 1.2, 11500),
     _imgcomp("v2", "c", 1.9, 11250),
+    # b and c continued again, their last ~4,000 steps at a constant learning rate of 3e-5.
+    _imgcomp("v3", "b", 1.2, 25000),
+    _imgcomp("v3", "c", 1.9, 21500),
 )
 _BY_NAME = {e.name: e for e in ENTRIES}
 
