@@ -114,12 +114,17 @@ def main(argv):
     writer = csv.DictWriter(f, keys)
     writer.writeheader()
     writer.writerows(rows)
-  means = {k: float(np.mean([r[k] for r in rows if r[k] is not None]))
-           for k in keys if isinstance(rows[0][k], float) or rows[0][k] is None}
+  means = {}
+  for k in keys:
+    if isinstance(rows[0][k], float) or rows[0][k] is None:
+      # None where a measure is undefined (MS-SSIM of images too small for its five scales).
+      values = [r[k] for r in rows if r[k] is not None]
+      means[k] = float(np.mean(values)) if values else None
   results = {"model": codec.name, "dataset": argv[1], "images": len(rows), "mean": means}
   with open(os.path.join(FLAGS.out, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
-  print("mean " + " ".join(f"{k}={v:.4f}" for k, v in means.items()))
+  print("mean " + " ".join(f"{k}=n/a" if v is None else f"{k}={v:.4f}"
+                           for k, v in means.items()))
 
 
 if __name__ == "__main__":
