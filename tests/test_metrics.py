@@ -57,3 +57,9 @@ def test_bd_rate_rejects_bad_curves():
     metrics.bd_rate(curve[:3], curve)
   with pytest.raises(ValueError, match="overlap"):
     metrics.bd_rate(curve, [(r, q + 20) for r, q in curve])
+
+
+def test_mean_of_defined_skips_undefined_values():
+  assert metrics.mean_of_defined([0.5, None, 1.0]) == pytest.approx(0.75)
+  assert metrics.mean_of_defined(iter([None, None])) is None
+  assert metrics.mean_of_defined([]) is None

@@ -146,8 +146,7 @@ def _to_rgb8(image):
 
 
 def _mean(records, key):
-  values = [r[key] for r in records if r[key] is not None]
-  return float(np.mean(values)) if values else None
+  return metrics.mean_of_defined(r[key] for r in records)
 
 
 def summarize_lossless(records):

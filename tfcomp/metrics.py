@@ -60,6 +60,13 @@ def min_ms_ssim_side():
   return (FILTER_SIZE - 1) * 2 ** (len(MS_SSIM_WEIGHTS) - 1) + 1
 
 
+def mean_of_defined(values):
+  """Mean of the values that are not None (a measure undefined for some images, such as
+  MS-SSIM below min_ms_ssim_side()); None if none is defined."""
+  defined = [v for v in values if v is not None]
+  return float(np.mean(defined)) if defined else None
+
+
 def ms_ssim(a, b, max_value=255.0):
   """MS-SSIM of two [H, W, C] (or [H, W]) images, averaged over channels."""
   x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)

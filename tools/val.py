@@ -114,12 +114,8 @@ def main(argv):
     writer = csv.DictWriter(f, keys)
     writer.writeheader()
     writer.writerows(rows)
-  means = {}
-  for k in keys:
-    if isinstance(rows[0][k], float) or rows[0][k] is None:
-      # None where a measure is undefined (MS-SSIM of images too small for its five scales).
-      values = [r[k] for r in rows if r[k] is not None]
-      means[k] = float(np.mean(values)) if values else None
+  means = {k: metrics.mean_of_defined(r[k] for r in rows)
+           for k in keys if isinstance(rows[0][k], float) or rows[0][k] is None}
   results = {"model": codec.name, "dataset": argv[1], "images": len(rows), "mean": means}
   with open(os.path.join(FLAGS.out, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
