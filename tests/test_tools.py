@@ -73,6 +73,27 @@ def test_train_writes_summaries_checkpoints_and_the_model(tmp_path, images, fami
                                   "num_filters"] == 8
 
 
+def test_restore_starts_a_run_from_another_runs_weights(tmp_path, images, capsys):
+  tiny = ["--model", "srec", "--config", "small", "--train", images, "--batch_size", "2",
+          "--crop_size", "16", "--set=num_features=8", "--set=num_blocks=1",
+          "--set=num_components=2"]
+  source = str(tmp_path / "source")
+  _run(train, ["train.py", *tiny, "--logdir", source, "--steps", "2"])
+  expected = models.load(os.path.join(source, "model.npz"))[1].get_weights()
+  # A checkpoint directory means its latest checkpoint, and the log names which one.
+  ckpt, npz = os.path.join(source, "ckpt"), os.path.join(source, "model.npz")
+  for restore, named in ((ckpt, os.path.join(ckpt, "ckpt-2")), (npz, npz)):
+    fork = str(tmp_path / f"fork-{os.path.basename(named)}")
+    capsys.readouterr()
+    # One step at a negligible learning rate: Adam moves each weight by about the lr.
+    _run(train, ["train.py", *tiny, "--logdir", fork, "--steps", "1", "--lr", "1e-12",
+                 "--min_lr", "0", "--restore", restore])
+    assert f"initialized from {named}\n" in capsys.readouterr().out
+    restored = models.load(os.path.join(fork, "model.npz"))[1].get_weights()
+    for a, b in zip(expected, restored):
+      np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+
+
 def test_val_reports_estimated_and_real_rates(tmp_path, images):
   model = models.SReC(num_features=8, num_blocks=1, num_components=2)
   models.build_variables(model)

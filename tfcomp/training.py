@@ -87,15 +87,18 @@ def evaluate(model, images):
 
 
 def _restore_weights(model, family, source):
+  """Initializes `model` from a model .npz or a checkpoint (a checkpoint directory means
+  its latest one); returns the path restored, for the log."""
   if source.endswith(".npz"):
     restored_family, restored = models.load(source)
     if restored_family != family or restored.get_config() != model.get_config():
       raise ValueError(f"{source} holds a {restored_family} model with another config")
     for v, w in zip(model.weights, restored.weights):
       v.assign(w)
-    return
+    return source
   path = tf.train.latest_checkpoint(source) or source
   tf.train.Checkpoint(model=model).restore(path).expect_partial()
+  return path
 
 
 def load_run(logdir):
@@ -140,8 +143,7 @@ def train(family, config, options, log=print):
     checkpoint.restore(manager.latest_checkpoint)
     log(f"resumed from {manager.latest_checkpoint} at step {int(step)}")
   elif options.restore:
-    _restore_weights(model, family, options.restore)
-    log(f"initialized from {options.restore}")
+    log(f"initialized from {_restore_weights(model, family, options.restore)}")
 
   dataset = data.train_dataset(options.train, options.crop_size, options.batch_size,
                                seed=options.seed + int(step), augment=True)
