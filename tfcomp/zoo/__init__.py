@@ -35,12 +35,12 @@ def _learned(name):
   return codecs.from_weights(name, os.path.join(WEIGHTS_DIR, f"{name}.npz"))
 
 
-def _hyperprior_v1(quality, lmbda, steps):
-  name = f"hyperprior-ms-v1-q{quality}"
+def _hyperprior(version, quality, lmbda, steps):
+  name = f"hyperprior-ms-{version}-q{quality}"
   return ZooEntry(name, "hyperprior", False,
                   f"mean-scale hyperprior (Minnen et al. 2018, no context; config "
                   f"small), MSE, lambda={lmbda}, {steps} CPU training steps; 8-bit gray, RGB",
-                  functools.partial(_learned, name), curve="hyperprior-ms-v1")
+                  functools.partial(_learned, name), curve=f"hyperprior-ms-{version}")
 
 
 def _imgcomp(version, point, h_target, steps):
@@ -58,10 +58,16 @@ ENTRIES = (
              "8/16-bit gray, gray+alpha, RGB, RGBA",
              functools.partial(_fixedpred, "fixedpred-v1")),
     # One RD curve: q3 trained from scratch, the others fine-tuned from its step 3250.
-    _hyperprior_v1(1, 0.0035, 4250),
-    _hyperprior_v1(2, 0.0067, 4250),
-    _hyperprior_v1(3, 0.013, 4500),
-    _hyperprior_v1(4, 0.025, 4250),
+    _hyperprior("v1", 1, 0.0035, 4250),
+    _hyperprior("v1", 2, 0.0067, 4250),
+    _hyperprior("v1", 3, 0.013, 4500),
+    _hyperprior("v1", 4, 0.025, 4250),
+    # The same curve trained further: q3 continued to step 17,500, the others fine-tuned
+    # for 2,000 steps from its step 15,000.
+    _hyperprior("v2", 1, 0.0035, 17000),
+    _hyperprior("v2", 2, 0.0067, 17000),
+    _hyperprior("v2", 3, 0.013, 17500),
+    _hyperprior("v2", 4, 0.025, 17000),
     # One RD curve: b trained from scratch, a and c fine-tuned from its step 2500.
     _imgcomp("v1", "a", 0.4, 6500),
     _imgcomp("v1", "b", 1.2, 6750),
