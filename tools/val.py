@@ -83,6 +83,15 @@ def write_samples(codec, name, image, folder):
                         drawn[..., :image.shape[2]])
 
 
+def _format(measures):
+  """One printed line of measures; an undefined one (None) reads n/a."""
+  def text(value):
+    if value is None:
+      return "n/a"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+  return " ".join(f"{k}={text(v)}" for k, v in measures.items())
+
+
 def main(argv):
   """Runs the tool on a full command line (program name first)."""
   argv = toolbox.parse(FLAGS, __doc__, argv)
@@ -102,8 +111,7 @@ def main(argv):
   for name, image in images:
     row, x_hat = evaluate_image(codec, name, image, FLAGS.real_bpp)
     rows.append(row)
-    print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                   for k, v in row.items()), flush=True)
+    print(_format(row), flush=True)
     if FLAGS.save_ours:
       stem = os.path.splitext(name.replace(os.sep, "_"))[0]
       tfcomp_io.write_png(os.path.join(FLAGS.out, "imgs", f"{stem}.png"), x_hat)
@@ -119,8 +127,7 @@ def main(argv):
   results = {"model": codec.name, "dataset": argv[1], "images": len(rows), "mean": means}
   with open(os.path.join(FLAGS.out, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
-  print("mean " + " ".join(f"{k}=n/a" if v is None else f"{k}={v:.4f}"
-                           for k, v in means.items()))
+  print("mean " + _format(means))
 
 
 if __name__ == "__main__":
