@@ -31,6 +31,35 @@ def test_coded_reconstruction_equals_the_model_and_bits_are_close(variant):
   assert estimate > 3000 and abs(real / estimate - 1) < 0.01, (real, estimate)
 
 
+@pytest.mark.parametrize("ste_decoder", [False, True])
+def test_ste_decoder_trains_g_s_on_rounded_y_and_the_rate_on_noisy_y(ste_decoder):
+  tf.random.set_seed(3)
+  # The scale variant has no mean, so rounded y is integral.
+  model = models.Hyperprior(**TINY, variant="scale", ste_decoder=ste_decoder)
+  assert models.Hyperprior(**model.get_config()).get_config() == model.get_config()
+  x = tf.constant(testing.smooth_image(64, 64, 3, seed=4)[None])
+  tf.random.set_seed(5)
+  out = model(x, training=True)
+  y_hat = out["y_hat"].numpy()
+  assert np.array_equal(y_hat, np.round(y_hat)) == ste_decoder
+  np.testing.assert_allclose(out["x_hat"].numpy(), (model.g_s(out["y_hat"]) * 255).numpy(),
+                             rtol=1e-5, atol=1e-3)
+  # Noisy y in the rate either way: the same noise gives the same bits.
+  tf.random.set_seed(5)
+  other = models.Hyperprior(**TINY, variant="scale", ste_decoder=not ste_decoder)
+  other.set_weights(model.get_weights())
+  tf.random.set_seed(5)
+  again = other(x, training=True)
+  tf.random.set_seed(5)
+  out = model(x, training=True)
+  np.testing.assert_allclose(again["bits"].numpy(), out["bits"].numpy(), rtol=1e-5)
+  # Straight-through: the distortion still reaches g_a.
+  with tf.GradientTape() as tape:
+    mse = model(x, training=True)["mse"]
+  grads = tape.gradient(mse, model.g_a.trainable_variables)
+  assert all(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
+
+
 def test_coding_needs_frozen_tables():
   model = models.Hyperprior(**TINY)
   with pytest.raises(ValueError, match="make_compressible"):

@@ -14,6 +14,11 @@ g_a / g_s: four 5x5 stride-2 convolutions with GDN / IGDN; h_a / h_s: 3x3 then t
 stride-2 (transposed) convolutions with ReLUs. The scale variant feeds |y| to h_a and
 predicts scales only. Training minimizes rate + lmbda * distortion; `make_compressible()`
 then freezes the range-coding tables into variables that ship with the weights.
+
+With `ste_decoder`, training feeds g_s what coding will: y rounded around the mean, with
+straight-through gradients, while the rate is still taken on noisy y (the "mixed"
+quantization of Minnen & Singh, "Channel-wise Autoregressive Entropy Models for Learned
+Image Compression", ICIP 2020). Noise alone trains g_s on inputs it never sees at test.
 """
 import tensorflow as tf
 import tensorflow_compression as tfc
@@ -67,6 +72,8 @@ class Hyperprior(tf.keras.Model):
     lmbda: rate-distortion weight: loss = bpp + lmbda * distortion, with MSE on 0..255
       values or 1 - MS-SSIM.
     num_scales, scale_min, scale_max: the table of Gaussian scales y's coder uses.
+    ste_decoder: train g_s on rounded y (straight-through) instead of noisy y; the rate
+      term is unchanged. It only changes training, so weights load either way.
     compression: hold range-coding tables. The tables start as empty placeholders that
       `tfcomp.models.load` fills from the stored weights; `make_compressible()` computes
       them from a trained prior instead.
@@ -77,7 +84,8 @@ class Hyperprior(tf.keras.Model):
 
   def __init__(self, num_filters=128, latent_channels=192, hyper_filters=128,
                variant="mean_scale", distortion="mse", lmbda=0.01, num_scales=64,
-               scale_min=0.11, scale_max=256.0, compression=False, **kwargs):
+               scale_min=0.11, scale_max=256.0, ste_decoder=False, compression=False,
+               **kwargs):
     super().__init__(**kwargs)
     if variant not in VARIANTS:
       raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -100,6 +108,7 @@ class Hyperprior(tf.keras.Model):
     self.num_scales = int(num_scales)
     self.scale_min = float(scale_min)
     self.scale_max = float(scale_max)
+    self.ste_decoder = bool(ste_decoder)
     self.compression = False
 
     n, m, h = self.num_filters, self.latent_channels, self.hyper_filters
@@ -135,7 +144,7 @@ class Hyperprior(tf.keras.Model):
             "hyper_filters": self.hyper_filters, "variant": self.variant,
             "distortion": self.distortion, "lmbda": self.lmbda, "num_scales": self.num_scales,
             "scale_min": self.scale_min, "scale_max": self.scale_max,
-            "compression": self.compression}
+            "ste_decoder": self.ste_decoder, "compression": self.compression}
 
   @property
   def block_size(self):
@@ -196,7 +205,8 @@ class Hyperprior(tf.keras.Model):
   def call(self, x, training=False):
     """Rate and reconstruction of images x [B, H, W, 3] (0..255, sides multiples of 64).
 
-    Returns {"x_hat", "bits": [B] (y and z), "bits_y", "bits_z", "bpp", "mse", "scales"}.
+    Returns {"x_hat", "y_hat" (g_s's input), "bits": [B] (y and z), "bits_y", "bits_z",
+    "bpp", "mse", "scales"}.
     Without training, y and z are rounded (z to the prior's grid) exactly as when coding.
     """
     x = tf.cast(x, tf.float32)
@@ -225,10 +235,12 @@ class Hyperprior(tf.keras.Model):
       index = tf.floor(index)
     else:
       y_hat, bits_y = main(y, index, loc=mean, training=training)
+      if training and self.ste_decoder:
+        y_hat = tfc.round_st(y) if mean is None else tfc.round_st(y - mean) + mean
     x_hat = self.g_s(y_hat) * 255.0
     pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
     bits = bits_y + bits_z
-    return {"x_hat": x_hat, "bits": bits, "bits_y": bits_y, "bits_z": bits_z,
+    return {"x_hat": x_hat, "y_hat": y_hat, "bits": bits, "bits_y": bits_y, "bits_z": bits_z,
             "bpp": tf.reduce_sum(bits) / pixels,
             "mse": tf.reduce_mean(tf.math.squared_difference(x, x_hat)),
             "scales": self.scale_fn(tf.clip_by_value(index, 0, self.num_scales - 1))}
