@@ -73,6 +73,20 @@ def test_train_writes_summaries_checkpoints_and_the_model(tmp_path, images, fami
                                   "num_filters"] == 8
 
 
+@pytest.mark.parametrize("flag,value,message", [
+    ("--min_lr", "-1e-5", "min_learning_rate must be in"),
+    ("--min_lr", "1e-2", "min_learning_rate must be in"),
+    ("--eval_limit", "-1", "eval_limit"),
+    ("--lr_half_life", "0", "lr_half_life must be positive"),
+])
+def test_train_rejects_bad_options_before_it_starts(tmp_path, images, flag, value, message):
+  logdir = tmp_path / "run"
+  with pytest.raises(ValueError, match=message):
+    _run(train, ["train.py", "--model", "srec", "--train", images, "--logdir", str(logdir),
+                 "--lr", "1e-3", flag, value])
+  assert not logdir.exists()
+
+
 def test_restore_starts_a_run_from_another_runs_weights(tmp_path, images, capsys):
   tiny = ["--model", "srec", "--config", "small", "--train", images, "--batch_size", "2",
           "--crop_size", "16", "--set=num_features=8", "--set=num_blocks=1",

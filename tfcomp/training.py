@@ -48,6 +48,11 @@ class TrainOptions:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
     if not self.learning_rate > 0:
       raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+    if not 0 <= self.min_learning_rate <= self.learning_rate:
+      raise ValueError(f"min_learning_rate must be in [0, learning_rate="
+                       f"{self.learning_rate}], got {self.min_learning_rate}")
+    if self.eval_limit < 0:
+      raise ValueError(f"eval_limit must be 0 (all) or positive, got {self.eval_limit}")
 
 
 def loss_groups(model):
