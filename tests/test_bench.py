@@ -111,6 +111,10 @@ def test_lossless_and_lossy_runs_end_to_end(folder, tmp_path):
   data_set = results["datasets"][os.path.basename(str(folder))]
   assert data_set["bd_rate_psnr"]["jpeg-420"] == pytest.approx(0)
   assert data_set["bd_rate_psnr"]["webp"] < 0
+  matrix = data_set["bd_rate_matrix_psnr"]
+  assert set(matrix) == {c for c in data_set["bd_rate_psnr"]
+                         if c.startswith("tfcomp:hyperprior")}  # imgcomp has 3 points
+  assert matrix and all(set(row) == {"jpeg-420", "webp"} for row in matrix.values())
   assert results["codecs"]["jpeg-420"]["setting"] == "quality"
   assert all(r["ms_ssim"] is not None for r in data_set["records"])
   assert sorted(p for p in os.listdir(out) if p.endswith(".png")) == [
@@ -138,6 +142,22 @@ def test_matched_rate_table_interpolates_classic_curves():
   table = bench.matched_rate_table(summary, "psnr")
   assert table == {"tfcomp:m-q1": {"jpeg": pytest.approx(32.0)}, "tfcomp:m-q2": {"jpeg": None}}
   assert "| tfcomp:m-q1 | 0.750 | 33.00 | 32.00 |" in bench.markdown_lossy(summary)
+
+
+def test_bd_rate_matrix_compares_each_tfcomp_curve_with_each_classic_curve():
+  extra = dict(quality=None, ms_ssim=None, encode_s=0.1, decode_s=0.1)
+  jpeg = [(0.5, 30.0), (1.0, 33.0), (1.5, 35.0), (2.0, 36.5)]
+  summary = [dict(codec="jpeg", curve="jpeg", bpp=b, psnr=p, **extra) for b, p in jpeg]
+  summary += [dict(codec="webp", curve="webp", bpp=b, psnr=p, **extra) for b, p in jpeg[:3]]
+  # The same qualities at half the bits: -50% against jpeg; webp has too few points.
+  summary += [dict(codec=f"tfcomp:m-q{i}", curve="tfcomp:m", bpp=b / 2, psnr=p, **extra)
+              for i, (b, p) in enumerate(jpeg)]
+  summary += [dict(codec=f"tfcomp:n-q{i}", curve="tfcomp:n", bpp=b, psnr=p, **extra)
+              for i, (b, p) in enumerate(jpeg[:3])]  # too few points for a BD-rate
+  table = bench.bd_rate_matrix(summary, "psnr")
+  assert table == {"tfcomp:m": {"jpeg": pytest.approx(-50.0), "webp": None}}
+  markdown = bench.markdown_lossy(summary)
+  assert "| curve | jpeg | webp |" in markdown and "| tfcomp:m | -50.0% | n/a |" in markdown
 
 
 def test_bench_errors_are_one_line(tmp_path):

@@ -196,6 +196,26 @@ def bd_rate_table(summary, anchor, quality_key="psnr"):
   return table
 
 
+def bd_rate_matrix(summary, quality_key="psnr"):
+  """{tfcomp curve: {classic curve: BD-rate % of the tfcomp curve against it}} for the
+  tfcomp curves with the 4 points BD-rate needs; None where the classic curve has fewer or
+  the two do not overlap in quality."""
+  rd = curves(summary, quality_key)
+  table = {}
+  for name, points in rd.items():
+    if not name.startswith("tfcomp:") or len(points) < 4:
+      continue
+    row = table[name] = {}
+    for other, reference in rd.items():
+      if other.startswith("tfcomp:"):
+        continue
+      try:
+        row[other] = metrics.bd_rate(reference, points)
+      except ValueError:
+        row[other] = None
+  return table
+
+
 def matched_rate_table(summary, quality_key):
   """{tfcomp point: {classic curve: quality at the point's bpp}}, by linear interpolation
   along each classic codec's curve (None where the curve does not reach that rate)."""
@@ -274,6 +294,17 @@ def markdown_lossy(summary, bd_psnr=None, bd_msssim=None):
     for name in bd_psnr:
       ms = (bd_msssim or {}).get(name)
       lines.append(f"| {name} | {_percent(bd_psnr[name])} | {_percent(ms)} |")
+  for key, label in (("psnr", "PSNR-RGB"), ("ms_ssim", "MS-SSIM")):
+    table = bd_rate_matrix(summary, key)
+    if not table:
+      continue
+    others = list(next(iter(table.values())))
+    lines += ["", f"BD-rate ({label}) of each tfcomp curve of at least 4 points against "
+              "each other codec (negative: fewer bits than that codec for the same quality; "
+              "n/a: fewer than 4 points or no overlap):", "",
+              "| curve | " + " | ".join(others) + " |", "|---|" + "---:|" * len(others)]
+    for name, row in table.items():
+      lines.append(f"| {name} | " + " | ".join(_percent(row[o]) for o in others) + " |")
   points = {s["codec"]: s for s in summary}
   for key, label, digits in (("ms_ssim", "MS-SSIM", 4), ("psnr", "PSNR-RGB (dB)", 2)):
     table = matched_rate_table(summary, key)
@@ -354,7 +385,9 @@ def main(argv=None):
       bd_psnr = bd_rate_table(summary, args.anchor, "psnr")
       bd_msssim = (bd_rate_table(summary, args.anchor, "ms_ssim")
                    if any(s["ms_ssim"] is not None for s in summary) else {})
-      v.update(bd_rate_psnr=bd_psnr, bd_rate_ms_ssim=bd_msssim, anchor=args.anchor)
+      v.update(bd_rate_psnr=bd_psnr, bd_rate_ms_ssim=bd_msssim, anchor=args.anchor,
+               bd_rate_matrix_psnr=bd_rate_matrix(summary, "psnr"),
+               bd_rate_matrix_ms_ssim=bd_rate_matrix(summary, "ms_ssim"))
       slug = "".join(ch if ch.isalnum() else "_" for ch in label)
       for key in ("psnr", "ms_ssim"):
         plot_rd(summary, os.path.join(args.out, f"rd_{slug}_{key}.png"), key, label)
