@@ -156,7 +156,7 @@ def test_bd_rate_matrix_compares_each_tfcomp_curve_with_each_classic_curve():
               for i, (b, p) in enumerate(jpeg[:3])]  # too few points for a BD-rate
   table = bench.bd_rate_matrix(summary, "psnr")
   assert table == {"tfcomp:m": {"jpeg": pytest.approx(-50.0), "webp": None}}
-  markdown = bench.markdown_lossy(summary)
+  markdown = bench.markdown_lossy(summary, bd_matrices={"psnr": table})
   assert "| curve | jpeg | webp |" in markdown and "| tfcomp:m | -50.0% | n/a |" in markdown
 
 

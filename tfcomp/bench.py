@@ -201,19 +201,10 @@ def bd_rate_matrix(summary, quality_key="psnr"):
   tfcomp curves with the 4 points BD-rate needs; None where the classic curve has fewer or
   the two do not overlap in quality."""
   rd = curves(summary, quality_key)
-  table = {}
-  for name, points in rd.items():
-    if not name.startswith("tfcomp:") or len(points) < 4:
-      continue
-    row = table[name] = {}
-    for other, reference in rd.items():
-      if other.startswith("tfcomp:"):
-        continue
-      try:
-        row[other] = metrics.bd_rate(reference, points)
-      except ValueError:
-        row[other] = None
-  return table
+  against = {other: bd_rate_table(summary, other, quality_key) for other in rd
+             if not other.startswith("tfcomp:")}
+  return {name: {other: table[name] for other, table in against.items()}
+          for name, points in rd.items() if name.startswith("tfcomp:") and len(points) >= 4}
 
 
 def matched_rate_table(summary, quality_key):
@@ -281,7 +272,9 @@ def markdown_lossless(summaries):
   return "\n".join(lines)
 
 
-def markdown_lossy(summary, bd_psnr=None, bd_msssim=None):
+def markdown_lossy(summary, bd_psnr=None, bd_msssim=None, bd_matrices=None):
+  """Tables of the lossy run; bd_*: from bd_rate_table, bd_matrices: {quality key:
+  bd_rate_matrix}, each left out when not given."""
   lines = ["| codec | setting | bpp | PSNR-RGB (dB) | MS-SSIM | enc s | dec s |",
            "|---|---:|---:|---:|---:|---:|---:|"]
   for s in summary:
@@ -295,7 +288,7 @@ def markdown_lossy(summary, bd_psnr=None, bd_msssim=None):
       ms = (bd_msssim or {}).get(name)
       lines.append(f"| {name} | {_percent(bd_psnr[name])} | {_percent(ms)} |")
   for key, label in (("psnr", "PSNR-RGB"), ("ms_ssim", "MS-SSIM")):
-    table = bd_rate_matrix(summary, key)
+    table = (bd_matrices or {}).get(key)
     if not table:
       continue
     others = list(next(iter(table.values())))
@@ -385,13 +378,13 @@ def main(argv=None):
       bd_psnr = bd_rate_table(summary, args.anchor, "psnr")
       bd_msssim = (bd_rate_table(summary, args.anchor, "ms_ssim")
                    if any(s["ms_ssim"] is not None for s in summary) else {})
+      matrices = {key: bd_rate_matrix(summary, key) for key in ("psnr", "ms_ssim")}
       v.update(bd_rate_psnr=bd_psnr, bd_rate_ms_ssim=bd_msssim, anchor=args.anchor,
-               bd_rate_matrix_psnr=bd_rate_matrix(summary, "psnr"),
-               bd_rate_matrix_ms_ssim=bd_rate_matrix(summary, "ms_ssim"))
+               bd_rate_matrix_psnr=matrices["psnr"], bd_rate_matrix_ms_ssim=matrices["ms_ssim"])
       slug = "".join(ch if ch.isalnum() else "_" for ch in label)
       for key in ("psnr", "ms_ssim"):
         plot_rd(summary, os.path.join(args.out, f"rd_{slug}_{key}.png"), key, label)
-      parts.append(f"### {label}\n\n" + markdown_lossy(summary, bd_psnr, bd_msssim))
+      parts.append(f"### {label}\n\n" + markdown_lossy(summary, bd_psnr, bd_msssim, matrices))
     markdown = "\n\n".join(parts)
   markdown += "\n\n" + markdown_codecs(chosen)
   with open(os.path.join(args.out, "results.json"), "w") as f:

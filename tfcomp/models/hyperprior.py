@@ -235,8 +235,8 @@ class Hyperprior(tf.keras.Model):
       index = tf.floor(index)
     else:
       y_hat, bits_y = main(y, index, loc=mean, training=training)
-      if training and self.ste_decoder:
-        y_hat = tfc.round_st(y) if mean is None else tfc.round_st(y - mean) + mean
+      if training and self.ste_decoder:  # coding's quantizer, straight-through
+        y_hat = main.quantize(y, loc=mean)
     x_hat = self.g_s(y_hat) * 255.0
     pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
     bits = bits_y + bits_z

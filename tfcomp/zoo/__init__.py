@@ -35,9 +35,9 @@ def _learned(name):
   return codecs.from_weights(name, os.path.join(WEIGHTS_DIR, f"{name}.npz"))
 
 
-def _hyperprior(version, quality, lmbda, steps, ste_decoder=False):
+def _hyperprior(version, quality, lmbda, steps, ste_steps=0):
   name = f"hyperprior-ms-{version}-q{quality}"
-  decoder = ", the last 3000 with a straight-through decoder" if ste_decoder else ""
+  decoder = f", the last {ste_steps} with a straight-through decoder" if ste_steps else ""
   return ZooEntry(name, "hyperprior", False,
                   f"mean-scale hyperprior (Minnen et al. 2018, no context; config "
                   f"small), MSE, lambda={lmbda}, {steps} CPU training steps{decoder}; "
@@ -72,10 +72,10 @@ ENTRIES = (
     _hyperprior("v2", 4, 0.025, 17000),
     # Each v2 run continued for 3,000 steps (q3 from step 19,250) with ste_decoder and a
     # learning rate decaying from 1e-4.
-    _hyperprior("v3", 1, 0.0035, 20000, ste_decoder=True),
-    _hyperprior("v3", 2, 0.0067, 20000, ste_decoder=True),
-    _hyperprior("v3", 3, 0.013, 22250, ste_decoder=True),
-    _hyperprior("v3", 4, 0.025, 20000, ste_decoder=True),
+    _hyperprior("v3", 1, 0.0035, 20000, ste_steps=3000),
+    _hyperprior("v3", 2, 0.0067, 20000, ste_steps=3000),
+    _hyperprior("v3", 3, 0.013, 22250, ste_steps=3000),
+    _hyperprior("v3", 4, 0.025, 20000, ste_steps=3000),
     # One RD curve: b trained from scratch, a and c fine-tuned from its step 2500.
     _imgcomp("v1", "a", 0.4, 6500),
     _imgcomp("v1", "b", 1.2, 6750),
