@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tfcomp import testing
-from tfcomp.entropy import DiscretizedLogisticMixture
+from tfcomp.entropy import DiscretizedLogisticMixture, initial_params, num_params, split_params
 
 
 def _params(rng, shape, channels, components):
@@ -55,3 +55,33 @@ def test_config_and_validation():
     DiscretizedLogisticMixture(1)
   with pytest.raises(ValueError, match="x_min < x_max"):
     DiscretizedLogisticMixture(256, 1.0, -1.0)
+
+
+def test_coefficients_act_on_deviations_from_the_earlier_channels_means():
+  """mean_c = m_c + sum_j coeffs_cj (x_j - m_j): at x_j = m_j a channel's mean is its own
+  m_c whatever the coefficients, and base_means shifts every mean alike."""
+  rng = np.random.default_rng(7)
+  raw = tf.constant(rng.normal(0, 1, (4, num_params(3, 5))), tf.float32)
+  base = tf.constant(rng.uniform(-1, 1, (4, 3)), tf.float32)
+  for base_means in (None, base):
+    weights, means, scales, coeffs = split_params(raw, 3, 5, base_means=base_means)
+    m = tf.reshape(raw[:, 15:30], [4, 3, 5]) + (0 if base_means is None else base[..., None])
+    # The coder's mean of channel c at x_j = m_j (per component, so the same k for each j).
+    coded = [means[:, 0]]
+    coded.append(means[:, 1] + coeffs[:, 0] * m[:, 0])
+    coded.append(means[:, 2] + coeffs[:, 1] * m[:, 0] + coeffs[:, 2] * m[:, 1])
+    np.testing.assert_allclose(tf.stack(coded, 1).numpy(), m.numpy(), atol=1e-5)
+    assert np.all(np.abs(coeffs.numpy()) < 1)
+
+
+def test_initial_params_separate_components_and_correlate_channels():
+  raw = tf.constant([initial_params(3, 4, -3.0)], tf.float32)
+  weights, means, log_scales, coeffs = split_params(raw, 3, 4)
+  np.testing.assert_array_equal(weights.numpy(), 0.0)
+  np.testing.assert_array_equal(means.numpy(), 0.0)
+  # Distinct scales, centred on the one asked for: identical components never separate.
+  assert len(set(log_scales.numpy()[0, 0].round(6))) == 4
+  np.testing.assert_allclose(log_scales.numpy().mean(-1), -3.0, atol=1e-6)
+  # Each channel follows the one before it (G on R, B on G), not the one before that.
+  np.testing.assert_allclose(coeffs.numpy()[0, :, 0], [0.9, 0.0, 0.9], atol=1e-6)
+  assert len(initial_params(1, 1, -2.0)) == num_params(1, 1)

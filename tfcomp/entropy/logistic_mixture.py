@@ -20,6 +20,8 @@ least 1 out of 2^16, so P'(k) = P(k) * (1 - L / 2^16) + 1 / 2^16. Estimated bits
 track the real stream closely. The remaining gap comes from the coder snapping parameters
 to grids.
 """
+import math
+
 import tensorflow as tf
 
 from tfcomp import ops
@@ -154,19 +156,36 @@ def first_channels(params, channels):
           log_scales[..., :channels, :], coeffs[..., :channels * (channels - 1) // 2, :])
 
 
-def initial_params(channels, components, log_scale):
-  """A raw parameter vector (see split_params): equal weights, means 0, all log-scales
-  `log_scale`, coefficients 0."""
+def initial_params(channels, components, log_scale, scale_spread=1.5, coeff=0.9):
+  """A raw parameter vector (see split_params) for a sensible first prediction.
+
+  Equal weights and means 0; each channel's log-scales evenly spread over
+  `log_scale` +- `scale_spread`, because identical components get identical gradients and
+  would never separate; each channel's coefficient on the channel just before it `coeff`
+  (colour channels of natural images move together), the others 0.
+  """
   n = channels * components
-  return [0.0] * (2 * n) + [float(log_scale)] * n + [0.0] * (
-      num_params(channels, components) - 3 * n)
+  spread = [log_scale] * components if components == 1 else [
+      log_scale + scale_spread * (2 * k / (components - 1) - 1) for k in range(components)]
+  coeffs = []
+  for c in range(1, channels):
+    for j in range(c):
+      coeffs += [math.atanh(coeff) if j == c - 1 else 0.0] * components
+  return [0.0] * (2 * n) + [float(v) for v in spread] * channels + coeffs
 
 
-def split_params(raw, channels, components):
+def split_params(raw, channels, components, base_means=None):
   """Mixture parameters from a network output [..., num_params(C, K)].
 
   Returns logit_weights, means, log_scales [..., C, K] and coeffs [..., C(C-1)/2, K]; the
-  coefficients pass through tanh as in PixelCNN++, so each lies in (-1, 1).
+  coefficients pass through tanh as in PixelCNN++, so each lies in (-1, 1). The network's
+  means are offsets from `base_means` [..., C] when given.
+
+  The coefficients act on each earlier channel's deviation from its own mean,
+  mean_c = m_c + sum_j coeffs_cj (x_j - m_j), rather than on x_j itself: a coefficient
+  then needs no matching offset in m_c to be useful, so colour correlation is learnt (or
+  set by `initial_params`) independently of the means. The returned means fold the
+  -coeffs_cj m_j terms in, so coding keeps the plain channel-autoregressive form.
   """
   expected = num_params(channels, components)
   if raw.shape[-1] != expected:
@@ -178,5 +197,12 @@ def split_params(raw, channels, components):
     return tf.reshape(raw[..., start:start + rows * components],
                       tf.concat([lead, [rows, components]], 0))
   num_coeffs = channels * (channels - 1) // 2
-  return (part(0, channels), part(n, channels), part(2 * n, channels),
-          tf.tanh(part(3 * n, num_coeffs)))
+  means = part(n, channels)
+  if base_means is not None:
+    means += base_means[..., None]
+  coeffs = tf.tanh(part(3 * n, num_coeffs))
+  folded = [means[..., 0, :]]
+  for c in range(1, channels):
+    folded.append(means[..., c, :] - sum(coeffs[..., c * (c - 1) // 2 + j, :] * means[..., j, :]
+                                         for j in range(c)))
+  return part(0, channels), tf.stack(folded, axis=-2), part(2 * n, channels), coeffs

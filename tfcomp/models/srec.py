@@ -177,10 +177,9 @@ class SReC(tf.keras.Model):
     This reparameterization is tfcomp's, for short CPU training; the network's inputs
     already contain the average, so it changes no expressiveness.
     """
-    logit_weights, means, log_scales, coeffs = split_params(
-        raw[:, :size[0], :size[1]], 3, self.num_components)
-    means += average[:, :size[0], :size[1], :, None]
-    return first_channels((logit_weights, means, log_scales, coeffs), channels)
+    params = split_params(raw[:, :size[0], :size[1]], 3, self.num_components,
+                          base_means=average[:, :size[0], :size[1]])
+    return first_channels(params, channels)
 
   def _slice_bits_impl(self, target, raw, average, size, channels):
     """[B] bits of quarter `target` [B, h, w, 3] in its real region `size`."""
