@@ -26,7 +26,15 @@ def tiny_codec(request, tmp_path_factory):
   models.build_variables(model)
   path = tmp_path_factory.mktemp(family) / "tiny.npz"
   models.save(model, family, path)
-  return lossless.LosslessModelCodec(f"{family}-tiny", str(path))
+  # The model alone: a tiny random model would lose most tiles to the PNG fallback.
+  return lossless.LosslessModelCodec(f"{family}-tiny", str(path), fallback=False)
+
+
+@pytest.fixture(scope="module")
+def fallback_codec(tiny_codec):
+  codec = lossless.LosslessModelCodec(tiny_codec.name, tiny_codec.weights_path)
+  assert codec.fallback and codec.weights_hash == tiny_codec.weights_hash
+  return codec
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (7, 513, 3), (37, 23, 3), (37, 23, 1),
@@ -66,7 +74,7 @@ def test_grayscale_codes_one_channel(tiny_codec):
 def test_saved_and_reloaded_weights_give_the_identical_bitstream(tiny_codec, tmp_path):
   path = tmp_path / "again.npz"
   models.save(tiny_codec.model, tiny_codec.family, path)
-  reloaded = lossless.LosslessModelCodec(tiny_codec.name, str(path))
+  reloaded = lossless.LosslessModelCodec(tiny_codec.name, str(path), fallback=False)
   assert reloaded.weights_hash == tiny_codec.weights_hash
   image = testing.smooth_image(40, 56, 3, seed=9)
   assert reloaded.compress(image) == tiny_codec.compress(image)
@@ -82,8 +90,8 @@ def test_damaged_files_raise_a_clear_error(tiny_codec, damage):
     data[-20] ^= 0x10
   else:
     parsed = container.read(bytes(data))
-    streams = tiny_codec.model.num_streams
-    chunks = container.unpack_chunks(parsed.sections[lossless.SECTION], streams)
+    per_tile = 1 + tiny_codec.model.num_streams  # the mode chunk, then the streams
+    chunks = container.unpack_chunks(parsed.sections[lossless.SECTION], per_tile)
     data = container.write(container.Container(
         parsed.model, parsed.weights_hash, parsed.geometry,
         {lossless.SECTION: container.pack_chunks(chunks[:-1]),
@@ -96,3 +104,65 @@ def test_unsupported_images_name_the_alternative(tiny_codec):
   for image in (np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4, 3), np.uint16)):
     with pytest.raises(codecs.UnsupportedImageError, match="fixedpred"):
       codecs.compress(image, tiny_codec)
+
+
+def _flat_and_noisy(height, width):
+  """An image whose left half is flat (PNG's ground) and right half smooth (the model's)."""
+  image = testing.smooth_image(height, width, 3, seed=12)
+  image[:, :width // 2] = (250, 250, 240)
+  return image
+
+
+def test_fallback_stores_flat_tiles_as_png_and_decodes_exactly(fallback_codec, monkeypatch):
+  monkeypatch.setattr(lossless, "TILE", 64)
+  image = _flat_and_noisy(80, 128)  # tiles: 64x64 flat, smooth; 16x64 flat, smooth
+  data = codecs.compress(image, fallback_codec)
+  parsed = container.read(data)
+  modes = fallback_codec.tile_modes(parsed.sections, parsed.geometry)
+  assert modes[0] == lossless.PNG and modes[2] == lossless.PNG
+  decoded, _ = codecs.decompress(data, lambda _: fallback_codec)
+  np.testing.assert_array_equal(decoded, image)
+  # Never larger than the model alone; the estimate makes the same choice per tile.
+  alone = lossless.LosslessModelCodec(fallback_codec.name, fallback_codec.weights_path,
+                                      fallback=False)
+  assert len(data) < len(codecs.compress(image, alone))
+  real = 8 * len(fallback_codec.compress(image)[lossless.SECTION])
+  estimate = fallback_codec.estimate(image)["bits"]
+  assert estimate < alone.estimate(image)["bits"]
+  # 5%, not 2%: at 64-pixel tiles each model tile's framing and per-stream rANS overhead
+  # (a few hundred bytes) is a visible share, and the estimate does not count it.
+  assert abs(real - estimate) < 0.05 * estimate
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (23, 37, 1)])
+def test_fallback_round_trips_odd_and_gray_flat_images(fallback_codec, shape):
+  image = np.full(shape, 7, np.uint8)
+  data = codecs.compress(image, fallback_codec)
+  parsed = container.read(data)
+  assert fallback_codec.tile_modes(parsed.sections, parsed.geometry) == [lossless.PNG]
+  helpers.roundtrip(fallback_codec, image)
+
+
+@pytest.mark.parametrize("damage", ["mode", "png_geometry", "png_bytes", "extra_stream"])
+def test_damaged_png_tiles_raise_a_clear_error(fallback_codec, damage):
+  image = np.full((16, 24, 3), 200, np.uint8)
+  parsed = container.read(codecs.compress(image, fallback_codec))
+  per_tile = 1 + fallback_codec.model.num_streams
+  chunks = container.unpack_chunks(parsed.sections[lossless.SECTION], per_tile)
+  assert chunks[0] == lossless.PNG
+  png = bytearray(chunks[1])
+  if damage == "mode":
+    chunks[0] = b"X"
+  elif damage == "png_geometry":  # a huge declared width must be refused before decoding
+    png[16:20] = (1 << 30).to_bytes(4, "big")
+    chunks[1] = bytes(png)
+  elif damage == "png_bytes":
+    chunks[1] = bytes(png[:len(png) // 2])
+  else:
+    chunks[2] = b"\x00"
+  sections = dict(parsed.sections)
+  sections[lossless.SECTION] = container.pack_chunks(chunks)
+  data = container.write(container.Container(parsed.model, parsed.weights_hash,
+                                             parsed.geometry, sections))
+  with pytest.raises(container.FormatError):
+    codecs.decompress(data, lambda _: fallback_codec)

@@ -25,6 +25,7 @@ class ModelCodec(codecs.Codec):
     from tfcomp import models  # pylint: disable=import-outside-toplevel  (TF-heavy)
     models.check_deterministic_backend()
     self.name = name
+    self.weights_path = weights_path
     with open(weights_path, "rb") as f:
       raw = f.read()
     self._hash = hashlib.sha256(raw).digest()[:16]

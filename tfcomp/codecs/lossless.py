@@ -11,9 +11,17 @@ Tiling and padding rules (fixed by the format, so decoders agree):
   * a tile is padded on the bottom and right to a multiple of the model's `block_size` by
     repeating its last row and column; the padding shapes the auxiliary scales but only
     the tile's own pixels are coded at full resolution;
-  * grayscale tiles enter the network as R = G = B, and only the first channel is coded.
-Section "tiles" holds every tile's streams (container.pack_chunks), coarse to fine.
+  * grayscale tiles enter the network as R = G = B, and only the first channel is coded;
+  * a tile the model codes worse than PNG does (screenshots, drawings, flat synthetic
+    content: far from the photos the models learn from) is stored as PNG instead, so no
+    tile costs much more than PNG would.
+Section "tiles" holds, per tile, a mode chunk (MODEL or PNG) and then `num_streams` chunks:
+the model's streams coarse to fine, or the PNG followed by empty chunks
+(container.pack_chunks).
 """
+import struct
+
+import imagecodecs
 import numpy as np
 
 from tfcomp import container
@@ -21,29 +29,75 @@ from tfcomp.codecs import learned
 
 TILE = 1024
 SECTION = "tiles"
+MODEL, PNG = b"M", b"P"  # a tile's mode chunk
+PNG_LEVEL = 9
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def tile_boxes(height, width, tile=TILE):
-  """(top, left, height, width) of each tile in raster order."""
+def tile_boxes(height, width, tile=None):
+  """(top, left, height, width) of each tile (TILE x TILE unless `tile`) in raster order."""
+  tile = tile or TILE
   return [(y, x, min(tile, height - y), min(tile, width - x))
           for y in range(0, height, tile) for x in range(0, width, tile)]
 
 
+def png_tile(tile):
+  """PNG bytes of an 8-bit tile [h, w, 1 or 3]."""
+  return imagecodecs.png_encode(tile[..., 0] if tile.shape[2] == 1 else tile, level=PNG_LEVEL)
+
+
+def png_untile(data, height, width, channels):
+  """The tile [height, width, channels] stored by `png_tile`; FormatError unless the PNG
+  declares exactly that geometry (checked before anything is allocated) and decodes."""
+  if len(data) < 33 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+    raise container.FormatError("PNG tile lacks its PNG signature and header")
+  w, h, depth, colour = struct.unpack_from(">IIBB", data, 16)
+  if (h, w, depth, colour) != (height, width, 8, 0 if channels == 1 else 2):
+    raise container.FormatError(f"PNG tile declares {w}x{h}, {depth}-bit, colour type "
+                                f"{colour}; the tile is {width}x{height} with {channels} "
+                                "8-bit channels")
+  try:
+    tile = imagecodecs.png_decode(data)
+  except Exception as e:  # imagecodecs raises codec-specific error classes
+    raise container.FormatError(f"PNG tile does not decode: {e}") from None
+  tile = tile.reshape(tile.shape[:2] + (-1,))
+  if tile.shape != (height, width, channels) or tile.dtype != np.uint8:
+    raise container.FormatError(f"PNG tile decoded to {tile.dtype} {tile.shape}")
+  return tile
+
+
 class LosslessModelCodec(learned.ModelCodec):
-  """A zoo codec around a learned lossless model stored as a models.save .npz."""
+  """A zoo codec around a learned lossless model stored as a models.save .npz.
+
+  Args:
+    name: the model's zoo name, written into files.
+    weights_path: the .npz of models.save.
+    fallback: store a tile as PNG where that is smaller (off: every tile through the
+      model, to measure the model alone).
+  """
 
   lossless = True
   unsupported_hint = "; use --model fixedpred-v1 for alpha channels and 16-bit images"
 
+  def __init__(self, name, weights_path, fallback=True):
+    super().__init__(name, weights_path)
+    self.fallback = bool(fallback)
+
   def _tiles(self, image):
-    """(height, width, padded tile) of each tile of `image`, in raster order."""
+    """(height, width, tile, padded tile) of each tile of `image`, in raster order."""
     for top, left, h, w in tile_boxes(*image.shape[:2]):
-      yield h, w, self.padded(image[top:top + h, left:left + w])
+      tile = image[top:top + h, left:left + w]
+      yield h, w, tile, self.padded(tile)
 
   def compress(self, image):
     chunks = []
-    for h, w, tile in self._tiles(image):
-      chunks += self.model.compress(tile, h, w, image.shape[2])
+    for h, w, tile, padded in self._tiles(image):
+      streams = self.model.compress(padded, h, w, image.shape[2])
+      png = png_tile(tile) if self.fallback else None
+      if png is not None and len(png) < sum(len(s) for s in streams):
+        chunks += [PNG, png] + [b""] * (len(streams) - 1)
+      else:
+        chunks += [MODEL] + list(streams)
     return {SECTION: container.pack_chunks(chunks)}
 
   def decompress(self, sections, geometry):
@@ -51,21 +105,40 @@ class LosslessModelCodec(learned.ModelCodec):
       raise container.FormatError(f"expected section {SECTION!r}, found {sorted(sections)}")
     self.check_geometry(geometry)
     boxes = tile_boxes(geometry.height, geometry.width)
-    per_tile = self.model.num_streams
+    per_tile = 1 + self.model.num_streams
     chunks = container.unpack_chunks(sections[SECTION], per_tile * len(boxes), SECTION)
     image = np.empty((geometry.height, geometry.width, geometry.channels), np.uint8)
     block = self.model.block_size
     for i, (top, left, h, w) in enumerate(boxes):
-      levels = self.model.decompress(chunks[i * per_tile:(i + 1) * per_tile],
-                                     learned.padded_size(h, w, block), h, w,
-                                     geometry.channels)
-      image[top:top + h, left:left + w] = np.asarray(levels)[0]
+      mode, *streams = chunks[i * per_tile:(i + 1) * per_tile]
+      if mode == PNG:
+        if any(streams[1:]):
+          raise container.FormatError(f"PNG tile {i} carries model streams")
+        image[top:top + h, left:left + w] = png_untile(streams[0], h, w, geometry.channels)
+      elif mode == MODEL:
+        levels = self.model.decompress(streams, learned.padded_size(h, w, block), h, w,
+                                       geometry.channels)
+        image[top:top + h, left:left + w] = np.asarray(levels)[0]
+      else:
+        raise container.FormatError(f"tile {i} has unknown mode {bytes(mode)!r}")
     return image
 
+  def tile_modes(self, sections, geometry):
+    """The mode (MODEL or PNG) of each tile of a file's sections, in raster order."""
+    per_tile = 1 + self.model.num_streams
+    count = per_tile * len(tile_boxes(geometry.height, geometry.width))
+    return [bytes(c) for c in container.unpack_chunks(sections[SECTION], count,
+                                                      SECTION)[::per_tile]]
+
   def estimate(self, image):
-    """Estimated (cross-entropy) bits of `image` under the exact tiling of `compress`."""
+    """Estimated bits of `image` under the exact tiling of `compress`: the model's
+    cross-entropy per tile, or the PNG's real size where that is smaller (as `compress`
+    decides with real sizes, which the estimate tracks closely)."""
     self.check_image(image)
     bits = 0.0
-    for h, w, tile in self._tiles(image):
-      bits += float(self.model(tile, valid=(h, w, image.shape[2]))["bits"][0])
+    for h, w, tile, padded in self._tiles(image):
+      tile_bits = float(self.model(padded, valid=(h, w, image.shape[2]))["bits"][0])
+      if self.fallback:
+        tile_bits = min(tile_bits, 8.0 * len(png_tile(tile)))
+      bits += tile_bits
     return {"bits": bits}
