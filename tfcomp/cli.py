@@ -89,11 +89,14 @@ def cmd_info(args, out):
   parsed = container.read(data)
   g = parsed.geometry
   subpixels = g.height * g.width * g.channels
+  codec = None
   try:
-    installed = zoo.load(parsed.model).weights_hash == parsed.weights_hash
+    codec = zoo.load(parsed.model)
+    installed = codec.weights_hash == parsed.weights_hash
     status = "installed" if installed else "NOT installed (other weights)"
   except KeyError:
     status = "NOT installed (unknown model)"
+  details = codec.describe(parsed.sections, g) if codec and installed else []
   out.write(f"file: {args.file}\n"
             f"format version: {container.FORMAT_VERSION}\n"
             f"model: {parsed.model} (weights {parsed.weights_hash.hex()}, {status})\n"
@@ -101,6 +104,8 @@ def cmd_info(args, out):
             f"size: {len(data)} bytes, {8 * len(data) / subpixels:.4f} bits/subpixel\n")
   for name, section in parsed.sections.items():
     out.write(f"section {name}: {len(section)} bytes\n")
+  for line in details:
+    out.write(line + "\n")
 
 
 def cmd_models(args, out):

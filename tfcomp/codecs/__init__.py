@@ -52,6 +52,11 @@ class Codec(abc.ABC):
   def decompress(self, sections, geometry):
     """Inverse of `compress`, given the container's geometry."""
 
+  def describe(self, sections, geometry):
+    """Lines for `tfcomp info` about how a file's payload is coded (none by default)."""
+    del sections, geometry
+    return []
+
 
 def require_gray_or_rgb8(codec_name, image, hint=""):
   """Raises UnsupportedImageError unless `image` is 8-bit grayscale or RGB."""

@@ -125,10 +125,16 @@ class LosslessModelCodec(learned.ModelCodec):
 
   def tile_modes(self, sections, geometry):
     """The mode (MODEL or PNG) of each tile of a file's sections, in raster order."""
+    if SECTION not in sections:
+      raise container.FormatError(f"expected section {SECTION!r}, found {sorted(sections)}")
     per_tile = 1 + self.model.num_streams
     count = per_tile * len(tile_boxes(geometry.height, geometry.width))
     return [bytes(c) for c in container.unpack_chunks(sections[SECTION], count,
                                                       SECTION)[::per_tile]]
+
+  def describe(self, sections, geometry):
+    modes = self.tile_modes(sections, geometry)
+    return [f"tiles: {len(modes)} ({modes.count(PNG)} stored as PNG)"]
 
   def estimate(self, image):
     """Estimated bits of `image` under the exact tiling of `compress`: the model's
