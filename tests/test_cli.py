@@ -100,6 +100,17 @@ def test_info_describes_the_file(tmp_path):
   assert f"size: {os.path.getsize(coded)} bytes" in stdout
 
 
+@pytest.mark.parametrize("name", [e.name for e in zoo.ENTRIES if e.family in ("srec", "l3c")])
+def test_info_counts_the_tiles_stored_as_png(tmp_path, name):
+  """A learned lossless model keeps photos and stores flat synthetic tiles as PNG."""
+  for image, png_tiles in ((testing.photo_mosaic(64, 80), 0),
+                           (np.full((30, 40, 3), 250, np.uint8), 1)):
+    src = save(tmp_path / "in.png", image)
+    assert run_cli("compress", "--model", name, src, tmp_path / "x.tfc")[0] == 0
+    status, stdout, _ = run_cli("info", tmp_path / "x.tfc")
+    assert status == 0 and f"tiles: 1 ({png_tiles} stored as PNG)" in stdout, stdout
+
+
 def _check_error(tmp_path, argv, message, output=None):
   before = set(os.listdir(tmp_path))
   status, stdout, stderr = run_cli(*argv)

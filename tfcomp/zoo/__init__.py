@@ -45,6 +45,13 @@ def _hyperprior(version, quality, lmbda, steps, ste_steps=0):
                   functools.partial(_learned, name), curve=f"hyperprior-ms-{version}")
 
 
+def _srec(version, config, steps):
+  name = f"srec-{config}-{version}"
+  return ZooEntry(name, "srec", True,
+                  f"SReC (Cao et al. 2020; config {config}, CPU-sized), {steps} CPU training "
+                  "steps; 8-bit gray, RGB", functools.partial(_learned, name))
+
+
 def _imgcomp(version, point, h_target, steps):
   name = f"imgcomp-{version}-{point}"
   return ZooEntry(name, "imgcomp", False,
@@ -76,6 +83,8 @@ ENTRIES = (
     _hyperprior("v3", 2, 0.0067, 20000, ste_steps=3000),
     _hyperprior("v3", 3, 0.013, 22250, ste_steps=3000),
     _hyperprior("v3", 4, 0.025, 20000, ste_steps=3000),
+    # Trained from scratch for one CPU session (its best 4-image Kodak eval).
+    _srec("v1", "small", 3500),
     # One RD curve: b trained from scratch, a and c fine-tuned from its step 2500.
     _imgcomp("v1", "a", 0.4, 6500),
     _imgcomp("v1", "b", 1.2, 6750),
@@ -90,7 +99,7 @@ ENTRIES = (
 )
 _BY_NAME = {e.name: e for e in ENTRIES}
 
-DEFAULT = "fixedpred-v1"  # what `tfcomp compress` uses without --model
+DEFAULT = "srec-small-v1"  # what `tfcomp compress` uses without --model
 # Codes every image kind (1-4 channels, 8/16 bits); `tfcomp compress` without --model falls
 # back to it for images the default model cannot code.
 UNIVERSAL = "fixedpred-v1"
