@@ -100,17 +100,24 @@ class LosslessModelCodec(learned.ModelCodec):
         chunks += [MODEL] + list(streams)
     return {SECTION: container.pack_chunks(chunks)}
 
+  def _tile_chunks(self, sections, geometry):
+    """[(mode, streams)] of each tile of a file's sections, in raster order."""
+    if SECTION not in sections:
+      raise container.FormatError(f"expected section {SECTION!r}, found {sorted(sections)}")
+    per_tile = 1 + self.model.num_streams
+    count = len(tile_boxes(geometry.height, geometry.width))
+    chunks = container.unpack_chunks(sections[SECTION], per_tile * count, SECTION)
+    return [(chunks[i], chunks[i + 1:i + per_tile]) for i in range(0, len(chunks), per_tile)]
+
   def decompress(self, sections, geometry):
     if set(sections) != {SECTION}:
       raise container.FormatError(f"expected section {SECTION!r}, found {sorted(sections)}")
     self.check_geometry(geometry)
-    boxes = tile_boxes(geometry.height, geometry.width)
-    per_tile = 1 + self.model.num_streams
-    chunks = container.unpack_chunks(sections[SECTION], per_tile * len(boxes), SECTION)
+    tiles = self._tile_chunks(sections, geometry)
     image = np.empty((geometry.height, geometry.width, geometry.channels), np.uint8)
     block = self.model.block_size
-    for i, (top, left, h, w) in enumerate(boxes):
-      mode, *streams = chunks[i * per_tile:(i + 1) * per_tile]
+    boxes = tile_boxes(geometry.height, geometry.width)
+    for i, ((top, left, h, w), (mode, streams)) in enumerate(zip(boxes, tiles)):
       if mode == PNG:
         if any(streams[1:]):
           raise container.FormatError(f"PNG tile {i} carries model streams")
@@ -125,12 +132,7 @@ class LosslessModelCodec(learned.ModelCodec):
 
   def tile_modes(self, sections, geometry):
     """The mode (MODEL or PNG) of each tile of a file's sections, in raster order."""
-    if SECTION not in sections:
-      raise container.FormatError(f"expected section {SECTION!r}, found {sorted(sections)}")
-    per_tile = 1 + self.model.num_streams
-    count = per_tile * len(tile_boxes(geometry.height, geometry.width))
-    return [bytes(c) for c in container.unpack_chunks(sections[SECTION], count,
-                                                      SECTION)[::per_tile]]
+    return [bytes(mode) for mode, _ in self._tile_chunks(sections, geometry)]
 
   def describe(self, sections, geometry):
     modes = self.tile_modes(sections, geometry)
