@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcomp import codecs, io, models, testing
+from tfcomp import codecs, io, models, testing, training
 
 import helpers
 
@@ -148,3 +148,30 @@ def test_freeze_then_val_codes_a_lossy_model(tmp_path):
     means = json.load(f)["mean"]
   # MS-SSIM is undefined below its five scales' size: null, not NaN (which is not JSON).
   assert means["ms_ssim"] is None and means["psnr"] > 0
+
+def test_restore_grows_a_model_from_a_smaller_one(tmp_path):
+  """A .npz with fewer residual stacks restores by weight path; the new stacks start as
+  the identity, so the grown model computes what the source did."""
+  small = {"num_filters": 8, "num_stacks": 1, "stack_blocks": 1, "latent_channels": 4,
+           "context_filters": 4}
+  source = models.build("imgcomp", small)
+  models.build_variables(source)
+  path = str(tmp_path / "small.npz")
+  models.save(source, "imgcomp", path)
+  grown = models.build("imgcomp", {**small, "num_stacks": 2})
+  models.build_variables(grown)
+  logged = []
+  training._restore_weights(grown, "imgcomp", path, log=logged.append)
+  assert "g_s/stack1/last/kernel" in logged[0] and "g_s/stack0" not in logged[0]
+  x = tf.constant(testing.smooth_image(24, 40, 3, seed=3)[None])
+  before, after = source(x, training=False), grown(x, training=False)
+  for key in ("x_hat", "bits"):
+    np.testing.assert_array_equal(before[key].numpy(), after[key].numpy())
+  narrower = models.build("imgcomp", {**small, "num_filters": 16})
+  models.build_variables(narrower)
+  with pytest.raises(ValueError, match=r"does not fit .* g_a/conv0/kernel \(5, 5, 3, 4\) is "
+                                       r"\(5, 5, 3, 8\) here"):
+    training._restore_weights(narrower, "imgcomp", path)
+  srec = models.build("srec", {"num_features": 8, "num_blocks": 1, "num_components": 2})
+  with pytest.raises(ValueError, match="holds a model of family 'imgcomp', not 'srec'"):
+    training._restore_weights(srec, "srec", path)

@@ -91,15 +91,57 @@ def evaluate(model, images):
   return {k: v / len(images) for k, v in totals.items()}
 
 
-def _restore_weights(model, family, source):
+def named_weights(model):
+  """{path: variable} of `model`, each path the names of the layers down to the variable
+  ("g_a/stack0/last/kernel"): layer names repeat across g_a and g_s, so variable names
+  alone are ambiguous, and Keras's layer indices shift when a model grows. Weights the
+  model holds itself or through tf.Modules (tfc's entropy models) keep their full names."""
+  named, seen = {}, set()
+
+  def walk(layer, prefix):
+    # Keras has no public list of a layer's direct sublayers.
+    children = list(layer._flatten_layers(include_self=False,  # pylint: disable=protected-access
+                                          recursive=False))
+    below = {id(v) for child in children for v in child.weights}
+    for v in layer.weights:
+      if id(v) not in below and id(v) not in seen:  # a shared layer: its first path
+        seen.add(id(v))
+        name = prefix + (v.name.split("/")[-1] if prefix else v.name).split(":")[0]
+        if name in named:
+          raise ValueError(f"{type(model).__name__} has two weights at {name!r}")
+        named[name] = v
+    for child in children:
+      walk(child, f"{prefix}{child.name}/")
+
+  walk(model, "")
+  return named
+
+
+def _restore_weights(model, family, source, log=print):
   """Initializes `model` from a model .npz or a checkpoint (a checkpoint directory means
-  its latest one); returns the path restored, for the log."""
+  its latest one); returns the path restored, for the log.
+
+  A .npz may hold a smaller model of the same family (fewer residual stacks, say): every
+  one of its weights must exist in `model` under the same name and shape, and the weights
+  it lacks keep their initial values (new residual bodies start as the identity).
+  """
   if source.endswith(".npz"):
     restored_family, restored = models.load(source)
-    if restored_family != family or restored.get_config() != model.get_config():
-      raise ValueError(f"{source} holds a {restored_family} model with another config")
-    for v, w in zip(model.weights, restored.weights):
-      v.assign(w)
+    if restored_family != family:
+      raise ValueError(f"{source} holds a model of family {restored_family!r}, "
+                       f"not {family!r}")
+    target, weights = named_weights(model), named_weights(restored)
+    for name, w in weights.items():
+      if name not in target or tuple(target[name].shape) != tuple(w.shape):
+        found = tuple(target[name].shape) if name in target else "absent"
+        raise ValueError(f"{source} does not fit this {family} config: its weight {name} "
+                         f"{tuple(w.shape)} is {found} here")
+    for name, w in weights.items():
+      target[name].assign(w)
+    added = sorted(set(target) - set(weights))
+    if added:
+      log(f"{len(added)} weights not in {source} keep their initial values: "
+          f"{', '.join(added)}")
     return source
   path = tf.train.latest_checkpoint(source) or source
   tf.train.Checkpoint(model=model).restore(path).expect_partial()
@@ -148,7 +190,7 @@ def train(family, config, options, log=print):
     checkpoint.restore(manager.latest_checkpoint)
     log(f"resumed from {manager.latest_checkpoint} at step {int(step)}")
   elif options.restore:
-    log(f"initialized from {_restore_weights(model, family, options.restore)}")
+    log(f"initialized from {_restore_weights(model, family, options.restore, log)}")
 
   dataset = data.train_dataset(options.train, options.crop_size, options.batch_size,
                                seed=options.seed + int(step), augment=True)

@@ -5,8 +5,10 @@ r"""Trains a tfcomp model.
 
 The config is configs/<model>/<config>.json (or a path to a .json file): the model's
 constructor arguments; `--set key=value` overrides one (value parsed as JSON). Re-running
-with the same --logdir resumes; --restore starts from another run's weights. The best
-weights (by eval loss) land in <logdir>/model.npz; TensorBoard reads <logdir>.
+with the same --logdir resumes; --restore starts from another run's weights. A model .npz
+may hold a smaller model than the config, e.g. one stack for `--set num_stacks=2`: the
+new residual stacks start as the identity. The best weights (by eval loss) land in
+<logdir>/model.npz; TensorBoard reads <logdir>.
 """
 import json
 
@@ -26,7 +28,8 @@ flags.DEFINE_string("train", None, "training images: folder, glob or tfds:NAME",
 flags.DEFINE_string("eval", "", "evaluation images (folder, glob or tfds:NAME)", flag_values=FLAGS)
 flags.DEFINE_string("logdir", None, "checkpoints, summaries and model.npz go here",
                     flag_values=FLAGS)
-flags.DEFINE_string("restore", "", "initialize from a checkpoint directory or model .npz",
+flags.DEFINE_string("restore", "", "initialize from a checkpoint directory or a model .npz "
+                    "(of this config or a smaller one of the same family)",
                     flag_values=FLAGS)
 defaults = training.TrainOptions(train="", logdir="")
 flags.DEFINE_integer("steps", defaults.steps, "train until this global step", flag_values=FLAGS)

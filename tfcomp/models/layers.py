@@ -22,10 +22,11 @@ class _Conv2D(tf.keras.layers.Conv2D):
                              dilations=self.dilation_rate)
 
 
-def conv(filters, kernel_size, strides=1, dilation_rate=1, name=None):
+def conv(filters, kernel_size, strides=1, dilation_rate=1, name=None,
+         kernel_initializer="glorot_uniform"):
   """'same'-padded 2-D convolution with bias, the only convolution the models use."""
   return _Conv2D(filters, kernel_size, strides=strides, padding="same",
-                 dilation_rate=dilation_rate, name=name)
+                 dilation_rate=dilation_rate, name=name, kernel_initializer=kernel_initializer)
 
 
 class ResBlock(tf.keras.layers.Layer):
@@ -46,7 +47,11 @@ class ResBlock(tf.keras.layers.Layer):
 
 
 class ResidualBody(tf.keras.layers.Layer):
-  """`num_blocks` ResBlocks and a final convolution, around a long skip (EDSR)."""
+  """`num_blocks` ResBlocks and a final convolution, around a long skip (EDSR).
+
+  The final convolution starts at zero, so a new body is the identity: a model grown by
+  adding bodies to a trained one (see tfcomp.training) starts out computing what it did.
+  """
 
   def __init__(self, filters, num_blocks, kernel_size=3, **kwargs):
     super().__init__(**kwargs)
@@ -54,7 +59,7 @@ class ResidualBody(tf.keras.layers.Layer):
     self.num_blocks = num_blocks
     self.kernel_size = kernel_size
     self.blocks = [ResBlock(filters, kernel_size, name=f"block{i}") for i in range(num_blocks)]
-    self.last = conv(filters, kernel_size, name="last")
+    self.last = conv(filters, kernel_size, name="last", kernel_initializer="zeros")
 
   def call(self, x):
     y = x
