@@ -149,6 +149,7 @@ def test_freeze_then_val_codes_a_lossy_model(tmp_path):
   # MS-SSIM is undefined below its five scales' size: null, not NaN (which is not JSON).
   assert means["ms_ssim"] is None and means["psnr"] > 0
 
+
 def test_restore_grows_a_model_from_a_smaller_one(tmp_path):
   """A .npz with fewer residual stacks restores by weight path; the new stacks start as
   the identity, so the grown model computes what the source did."""
