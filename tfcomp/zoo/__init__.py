@@ -99,6 +99,9 @@ ENTRIES = (
     # v3-c grown to two residual stacks (the new one starting as the identity) and trained
     # on; its last 2,000 steps with the MSE term's weight cut from 0.5 to 0.1.
     _imgcomp("v4", "c", 1.9, 28300, variant=" with two residual stacks"),
+    # v4-c's run continued 1,000 steps, then grown to three residual stacks and trained
+    # 4,000 steps more (MSE weight 0.1; the step with the best 4-image eval MS-SSIM).
+    _imgcomp("v5", "c", 1.9, 33300, variant=" with three residual stacks"),
 )
 _BY_NAME = {e.name: e for e in ENTRIES}
 
