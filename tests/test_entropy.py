@@ -4,7 +4,8 @@ import pytest
 import tensorflow as tf
 
 from tfcomp import testing
-from tfcomp.entropy import DiscretizedLogisticMixture, initial_params, num_params, split_params
+from tfcomp.entropy import (DiscretizedLogisticMixture, gradient, initial_params, num_params,
+                            split_params)
 
 
 def _params(rng, shape, channels, components):
@@ -85,3 +86,31 @@ def test_initial_params_separate_components_and_correlate_channels():
   # Each channel follows the one before it (G on R, B on G), not the one before that.
   np.testing.assert_allclose(coeffs.numpy()[0, :, 0], [0.9, 0.0, 0.9], atol=1e-6)
   assert len(initial_params(1, 1, -2.0)) == num_params(1, 1)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (70, 45, 3), (33, 17, 4)])
+def test_gradient_coder_estimate_matches_its_streams_and_round_trips(shape):
+  coder = gradient.GradientCoder(8, gradient.build_tables(8))
+  image = testing.smooth_image(*shape, seed=3)
+  residuals, classes = coder.analyze(image)
+  streams = [coder.encode_classes(classes), coder.encode_residuals(residuals, classes)]
+  real = 8 * sum(len(s) for s in streams)
+  # rANS flushes a few bytes per stream on top of the information.
+  assert coder.bits(image) <= real <= 1.01 * coder.bits(image) + 2 * 128
+  decoded_classes = coder.decode_classes(streams[0], shape[2], *shape[:2])
+  decoded = coder.reconstruct(coder.decode_residuals(streams[1], decoded_classes, *shape[:2]))
+  np.testing.assert_array_equal(decoded, image)
+  assert decoded.dtype == np.uint8
+
+
+def test_gradient_coder_refuses_bad_tables_and_corrupted_classes():
+  tables = gradient.build_tables(8)
+  with pytest.raises(ValueError, match="lack.*class_cdf"):
+    gradient.GradientCoder(8, {k: v for k, v in tables.items() if k != "class_cdf"})
+  with pytest.raises(ValueError, match="bit_depth must be 8 or 16, got 12"):
+    gradient.build_tables(12)
+  coder = gradient.GradientCoder(8, tables)
+  # A class beyond the table is coded through the escape, as a damaged stream can decode.
+  stream = coder.encode_classes(np.full((3, 1, 1), coder.num_classes + 5, np.int32))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="classes out of range"):
+    coder.decode_classes(stream, 3, 16, 16)

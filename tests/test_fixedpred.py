@@ -15,6 +15,10 @@ def test_shipped_tables_match_the_generator():
     if name.startswith(("cdf", "class_cdf")):
       # Another libm may round exp() differently in the last bit: allow one count.
       assert np.abs(shipped[name].astype(np.int64) - value).max() <= 1, name
+    elif name.startswith("scales"):
+      # numpy's SIMD pow() differs between CPUs in the last bit; only the encoder reads
+      # the scales (to pick block classes), so this changes no decoded file.
+      np.testing.assert_allclose(shipped[name], value, rtol=1e-13, err_msg=name)
     else:
       np.testing.assert_array_equal(shipped[name], value, err_msg=name)
 

@@ -14,7 +14,7 @@ import helpers
 
 TINY = {
     "l3c": {"num_features": 8, "num_blocks": 1, "num_components": 3},
-    "srec": {"num_features": 8, "num_blocks": 1, "num_components": 3},
+    "srec": {"num_features": 8, "num_blocks": 1, "num_components": 3, "top_coder": "gradient"},
 }
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcomp import models, testing
+from tfcomp import models, testing, training
 from tfcomp.models import srec
 
 import helpers
@@ -45,3 +45,33 @@ def test_config_round_trips_and_rejects_bad_values():
   assert models.SReC(**model.get_config()).get_config() == model.get_config()
   with pytest.raises(ValueError, match="num_levels"):
     models.SReC(num_levels=0)
+  with pytest.raises(ValueError, match="top_coder must be one of .*, got 'png'"):
+    models.SReC(top_coder="png")
+
+
+def test_gradient_top_costs_less_than_uniform_and_its_estimate_is_real():
+  uniform = models.SReC(**TINY)
+  model = models.SReC(**TINY, top_coder="gradient")
+  image = testing.smooth_image(256, 200, 3, seed=5)
+  x = tf.constant(image[None])
+  top_bits = float(model(x)["bits_per_level"]["y3"][0])
+  assert top_bits < 0.8 * float(uniform(x)["bits_per_level"]["y3"][0])
+  streams = model.compress(x)
+  assert len(streams) == model.num_streams == 2 + 4 * 3
+  # rANS flushes a few bytes per stream on top of the information.
+  assert top_bits <= 8 * (len(streams[0]) + len(streams[1])) <= 1.01 * top_bits + 2 * 128
+  np.testing.assert_array_equal(model.decompress(streams, None, 256, 200)[0], image)
+
+
+def test_gradient_top_tables_are_stored_weights(tmp_path):
+  model = models.SReC(**TINY, top_coder="gradient")
+  models.build_variables(model)
+  weights = training.named_weights(model)
+  assert {"top/cdf", "top/class_cdf"} <= set(weights)
+  assert not any("top/" in v.name for v in model.trainable_variables)
+  # A decoder codes with the stored tables, not ones rebuilt at construction.
+  weights["top/cdf"].assign(weights["top/cdf"] // 2)
+  models.save(model, "srec", tmp_path / "m.npz")
+  _, loaded = models.load(tmp_path / "m.npz")
+  np.testing.assert_array_equal(training.named_weights(loaded)["top/cdf"].numpy(),
+                                weights["top/cdf"].numpy())
