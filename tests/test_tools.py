@@ -39,7 +39,7 @@ def _event_tags(logdir):
 
 
 @pytest.mark.parametrize("family,overrides,scalars,images_", [
-    ("srec", ["num_features=8", "num_blocks=1", "num_components=2"],
+    ("srec", ["num_levels=1", "num_features=8", "num_blocks=1", "num_components=2"],
      {"loss", "bpsp", "bpsp/y0_0", "learning_rate"}, {"x", "y1"}),
     ("hyperprior", ["num_filters=8", "latent_channels=8", "hyper_filters=8"],
      {"loss", "bpp", "psnr", "mse", "learning_rate"}, {"x", "x_hat", "scales"}),
@@ -89,8 +89,8 @@ def test_train_rejects_bad_options_before_it_starts(tmp_path, images, flag, valu
 
 def test_restore_starts_a_run_from_another_runs_weights(tmp_path, images, capsys):
   tiny = ["--model", "srec", "--config", "small", "--train", images, "--batch_size", "2",
-          "--crop_size", "16", "--set=num_features=8", "--set=num_blocks=1",
-          "--set=num_components=2"]
+          "--crop_size", "16", "--set=num_levels=1", "--set=num_features=8",
+          "--set=num_blocks=1", "--set=num_components=2"]
   source = str(tmp_path / "source")
   _run(train, ["train.py", *tiny, "--logdir", source, "--steps", "2"])
   expected = models.load(os.path.join(source, "model.npz"))[1].get_weights()
