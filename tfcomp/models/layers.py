@@ -80,7 +80,7 @@ class AtrousProbabilityClassifier(tf.keras.layers.Layer):
   """
 
   def __init__(self, filters, outputs, rates=(1, 2, 4), kernel_size=3, initial_output=None,
-               **kwargs):
+               zero_kernel=True, **kwargs):
     super().__init__(**kwargs)
     self.filters = filters
     self.outputs = outputs
@@ -90,9 +90,13 @@ class AtrousProbabilityClassifier(tf.keras.layers.Layer):
                      for r in self.rates]
     self.linear = conv(outputs, 1, name="linear")
     if initial_output is not None:
-      # Start from a fixed, sensible output (zero kernel, bias = initial_output) rather
-      # than random mixtures; gradients reach the kernel from the first step.
-      self.linear.kernel_initializer = tf.keras.initializers.Zeros()
+      # Start from a fixed, sensible output (bias = initial_output) rather than random
+      # mixtures. With zero_kernel the output is exactly that everywhere, and gradients
+      # reach the kernel from the first step but the layers below only after it has moved:
+      # right where the output is already a good prediction (SReC's block averages), slow
+      # where the features must first learn what to predict (L3C).
+      if zero_kernel:
+        self.linear.kernel_initializer = tf.keras.initializers.Zeros()
       self.linear.bias_initializer = tf.keras.initializers.Constant(list(initial_output))
 
   def call(self, x, training=False):

@@ -45,11 +45,15 @@ def _hyperprior(version, quality, lmbda, steps, ste_steps=0):
                   functools.partial(_learned, name), curve=f"hyperprior-ms-{version}")
 
 
-def _srec(version, config, steps, variant=""):
-  name = f"srec-{config}-{version}"
-  return ZooEntry(name, "srec", True,
-                  f"SReC (Cao et al. 2020; config {config}{variant}, CPU-sized), {steps} CPU "
-                  "training steps; 8-bit gray, RGB", functools.partial(_learned, name))
+# The paper of each learned lossless family, for the zoo's descriptions.
+_LOSSLESS_PAPERS = {"srec": "SReC (Cao et al. 2020", "l3c": "L3C (Mentzer et al. 2019"}
+
+
+def _lossless(family, version, config, steps, variant=""):
+  name = f"{family}-{config}-{version}"
+  return ZooEntry(name, family, True,
+                  f"{_LOSSLESS_PAPERS[family]}; config {config}{variant}, CPU-sized), {steps} "
+                  "CPU training steps; 8-bit gray, RGB", functools.partial(_learned, name))
 
 
 def _imgcomp(version, point, h_target, steps, variant=""):
@@ -84,9 +88,9 @@ ENTRIES = (
     _hyperprior("v3", 3, 0.013, 22250, ste_steps=3000),
     _hyperprior("v3", 4, 0.025, 20000, ste_steps=3000),
     # Trained from scratch for one CPU session (its best 4-image Kodak eval).
-    _srec("v1", "small", 3500, variant=", uniform top level"),
+    _lossless("srec", "v1", "small", 3500, variant=", uniform top level"),
     # v1 continued 2,000 steps, then 7,000 more with the gradient-coded top level.
-    _srec("v2", "small", 12500, variant=", gradient-coded top level"),
+    _lossless("srec", "v2", "small", 12500, variant=", gradient-coded top level"),
     # One RD curve: b trained from scratch, a and c fine-tuned from its step 2500.
     _imgcomp("v1", "a", 0.4, 6500),
     _imgcomp("v1", "b", 1.2, 6750),
