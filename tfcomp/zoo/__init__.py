@@ -91,6 +91,8 @@ ENTRIES = (
     _lossless("srec", "v1", "small", 3500, variant=", uniform top level"),
     # v1 continued 2,000 steps, then 7,000 more with the gradient-coded top level.
     _lossless("srec", "v2", "small", 12500, variant=", gradient-coded top level"),
+    # Trained from scratch for one CPU session (its best 4-image Kodak eval).
+    _lossless("l3c", "v1", "small", 12000),
     # One RD curve: b trained from scratch, a and c fine-tuned from its step 2500.
     _imgcomp("v1", "a", 0.4, 6500),
     _imgcomp("v1", "b", 1.2, 6750),
