@@ -45,15 +45,16 @@ def _hyperprior(version, quality, lmbda, steps, ste_steps=0):
                   functools.partial(_learned, name), curve=f"hyperprior-ms-{version}")
 
 
-# The paper of each learned lossless family, for the zoo's descriptions.
-_LOSSLESS_PAPERS = {"srec": "SReC (Cao et al. 2020", "l3c": "L3C (Mentzer et al. 2019"}
+# Each learned lossless family's system and paper, for the zoo's descriptions.
+_LOSSLESS_PAPERS = {"srec": ("SReC", "Cao et al. 2020"), "l3c": ("L3C", "Mentzer et al. 2019")}
 
 
 def _lossless(family, version, config, steps, variant=""):
   name = f"{family}-{config}-{version}"
+  system, paper = _LOSSLESS_PAPERS[family]
   return ZooEntry(name, family, True,
-                  f"{_LOSSLESS_PAPERS[family]}; config {config}{variant}, CPU-sized), {steps} "
-                  "CPU training steps; 8-bit gray, RGB", functools.partial(_learned, name))
+                  f"{system} ({paper}; config {config}{variant}, CPU-sized), {steps} CPU "
+                  "training steps; 8-bit gray, RGB", functools.partial(_learned, name))
 
 
 def _imgcomp(version, point, h_target, steps, variant=""):
