@@ -176,3 +176,23 @@ def test_restore_grows_a_model_from_a_smaller_one(tmp_path):
   srec = models.build("srec", {"num_features": 8, "num_blocks": 1, "num_components": 2})
   with pytest.raises(ValueError, match="holds a model of family 'imgcomp', not 'srec'"):
     training._restore_weights(srec, "srec", path)
+
+
+def test_restore_adds_residual_blocks_as_the_identity(tmp_path):
+  """A body restored with fewer blocks than the config asks for: the added blocks pass
+  their input through, so the deeper SReC codes exactly as the shallower one did."""
+  small = {"num_levels": 2, "num_features": 8, "num_blocks": 1, "num_components": 2}
+  source = models.build("srec", small)
+  models.build_variables(source)
+  path = str(tmp_path / "shallow.npz")
+  models.save(source, "srec", path)
+  deeper = models.build("srec", {**small, "num_blocks": 3})
+  models.build_variables(deeper)
+  logged = []
+  training._restore_weights(deeper, "srec", path, log=logged.append)
+  assert "net0_0/body/block2/conv1/kernel" in logged[0]
+  x = tf.constant(testing.smooth_image(24, 40, 3, seed=4)[None])
+  np.testing.assert_array_equal(source(x)["bits"].numpy(), deeper(x)["bits"].numpy())
+  # Only conv2 starts at zero: conv1 stays random, so the new block can learn.
+  block = deeper.nets[0][0].body.blocks[2]
+  assert not np.any(block.conv2.kernel.numpy()) and np.any(block.conv1.kernel.numpy())

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcomp import data, models
+from tfcomp.models import layers
 
 
 @dataclasses.dataclass
@@ -121,9 +122,11 @@ def _restore_weights(model, family, source, log=print):
   """Initializes `model` from a model .npz or a checkpoint (a checkpoint directory means
   its latest one); returns the path restored, for the log.
 
-  A .npz may hold a smaller model of the same family (fewer residual stacks, say): every
-  one of its weights must exist in `model` under the same name and shape, and the weights
-  it lacks keep their initial values (new residual bodies start as the identity).
+  A .npz may hold a smaller model of the same family (fewer residual stacks or blocks,
+  say): every one of its weights must exist in `model` under the same name and shape, and
+  the weights it lacks keep their initial values, except that blocks added to a restored
+  residual body become the identity (new residual bodies already start as one). The grown
+  model so starts out computing exactly what the restored one did.
   """
   if source.endswith(".npz"):
     restored_family, restored = models.load(source)
@@ -139,6 +142,13 @@ def _restore_weights(model, family, source, log=print):
     for name, w in weights.items():
       target[name].assign(w)
     added = sorted(set(target) - set(weights))
+    restored_ids = {id(target[name]) for name in weights}
+    restored = lambda layer: any(id(v) in restored_ids for v in layer.weights)  # noqa: E731
+    for body in model._flatten_layers(include_self=False):  # pylint: disable=protected-access
+      if isinstance(body, layers.ResidualBody) and restored(body):
+        for block in body.blocks:
+          if not restored(block):
+            block.make_identity()
     if added:
       log(f"{len(added)} weights not in {source} keep their initial values: "
           f"{', '.join(added)}")

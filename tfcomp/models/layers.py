@@ -42,6 +42,13 @@ class ResBlock(tf.keras.layers.Layer):
   def call(self, x):
     return x + self.conv2(tf.nn.relu(self.conv1(x)))
 
+  def make_identity(self):
+    """Zeroes conv2, so the block passes its input through: a block added to a trained
+    body (see tfcomp.training) then leaves what the body computes unchanged, and conv1
+    still starts random, so both convolutions receive gradients once conv2 moves."""
+    for v in self.conv2.weights:
+      v.assign(tf.zeros_like(v))
+
   def get_config(self):
     return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}
 
@@ -50,7 +57,8 @@ class ResidualBody(tf.keras.layers.Layer):
   """`num_blocks` ResBlocks and a final convolution, around a long skip (EDSR).
 
   The final convolution starts at zero, so a new body is the identity: a model grown by
-  adding bodies to a trained one (see tfcomp.training) starts out computing what it did.
+  adding bodies, or blocks to a body, of a trained one (see tfcomp.training) starts out
+  computing what it did.
   """
 
   def __init__(self, filters, num_blocks, kernel_size=3, **kwargs):
