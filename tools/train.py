@@ -6,8 +6,9 @@ r"""Trains a tfcomp model.
 The config is configs/<model>/<config>.json (or a path to a .json file): the model's
 constructor arguments; `--set key=value` overrides one (value parsed as JSON). Re-running
 with the same --logdir resumes; --restore starts from another run's weights. A model .npz
-may hold a smaller model than the config, e.g. one stack for `--set num_stacks=2`: the
-new residual stacks start as the identity. The best weights (by eval loss) land in
+may hold a smaller model than the config, e.g. one stack for `--set num_stacks=2` or two
+blocks for `--set num_blocks=4`: the new residual stacks and blocks start as the identity.
+The best weights (by eval loss) land in
 <logdir>/model.npz; TensorBoard reads <logdir>.
 """
 import json
