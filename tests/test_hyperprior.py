@@ -142,3 +142,23 @@ def test_exported_savedmodel_codes_like_the_codec_in_a_fresh_process(tiny_codec,
   assert result["y"].tobytes() == sections["y"] and result["z"].tobytes() == sections["z"]
   np.testing.assert_array_equal(result["shape"], [37, 70])
   np.testing.assert_array_equal(result["image"], tiny_codec.estimate(image)["x_hat"])
+
+
+def test_a_frozen_model_restores_into_a_training_run(tmp_path):
+  """A zoo model can be trained on: its weights restore, its coding tables do not (the
+  prior changes under training, and freezing derives them again)."""
+  from tfcomp import training  # pylint: disable=import-outside-toplevel
+  tf.random.set_seed(6)
+  frozen = models.Hyperprior(**TINY)
+  models.build_variables(frozen)
+  frozen.make_compressible()
+  path = str(tmp_path / "frozen.npz")
+  models.save(frozen, "hyperprior", path)
+  model = models.Hyperprior(**TINY)
+  models.build_variables(model)
+  training._restore_weights(model, "hyperprior", path)  # pylint: disable=protected-access
+  restored, source = training.named_weights(model), training.named_weights(frozen)
+  assert set(restored) < set(source) and any("DeepFactorized" in name for name in restored)
+  for name, w in restored.items():
+    np.testing.assert_array_equal(w.numpy(), source[name].numpy(), err_msg=name)
+  assert not model.compression

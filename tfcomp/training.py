@@ -126,7 +126,8 @@ def _restore_weights(model, family, source, log=print):
   say): every one of its weights must exist in `model` under the same name and shape, and
   the weights it lacks keep their initial values, except that blocks added to a restored
   residual body become the identity (new residual bodies already start as one). The grown
-  model so starts out computing exactly what the restored one did.
+  model so starts out computing exactly what the restored one did. A frozen .npz (a lossy
+  zoo model) restores into a training model without its range-coding tables.
   """
   if source.endswith(".npz"):
     restored_family, restored = models.load(source)
@@ -134,6 +135,14 @@ def _restore_weights(model, family, source, log=print):
       raise ValueError(f"{source} holds a model of family {restored_family!r}, "
                        f"not {family!r}")
     target, weights = named_weights(model), named_weights(restored)
+    restored_config = restored.get_config()
+    if restored_config.get("compression") and not model.get_config().get("compression"):
+      # A frozen model (a zoo entry, say) also holds the range-coding tables that freezing
+      # derived from its prior; training changes the prior and freezing derives them anew.
+      plain = models.build(family, {**restored_config, "compression": False})
+      models.build_variables(plain)
+      for name in set(weights) - set(named_weights(plain)):
+        del weights[name]
     for name, w in weights.items():
       if name not in target or tuple(target[name].shape) != tuple(w.shape):
         found = tuple(target[name].shape) if name in target else "absent"
