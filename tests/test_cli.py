@@ -143,6 +143,8 @@ def test_bad_inputs_give_one_clear_line_and_no_output(tmp_path):
   _check_error(tmp_path, ["compress", tmp_path / "random.tfc", out], "cannot read image", out)
   _check_error(tmp_path, ["compress", "--model", "nope-1", coded, out], "unknown model", out)
   _check_error(tmp_path, ["compress", coded], "required", None)
+  _check_error(tmp_path, ["compress", "--refine_steps", "3", tmp_path / "in.png", out],
+               "cannot refine", out)
   _check_error(tmp_path, ["frobnicate"], "invalid choice", None)
   _check_error(tmp_path, [], "missing command", None)
   _check_error(tmp_path, ["compress", tmp_path / "in.png", tmp_path / "no/such/dir.tfc"],
@@ -209,6 +211,17 @@ def test_default_model_falls_back_for_images_it_cannot_code(tmp_path):
       zoo.load(zoo.DEFAULT).check_image(image)
     except codecs.UnsupportedImageError:
       assert zoo.default_for(image) == zoo.UNIVERSAL
+
+
+def test_refined_encoding_through_the_command_decodes_as_usual(tmp_path):
+  image = testing.smooth_image(37, 23, 3, seed=8)
+  src = save(tmp_path / "in.png", image)
+  status, stdout, stderr = run_cli("compress", "--model", "hyperprior-ms-v3-q1",
+                                   "--refine_steps", "3", src, tmp_path / "x.tfc")
+  assert (status, stderr) == (0, ""), stderr
+  assert "hyperprior-ms-v3-q1" in stdout
+  assert run_cli("decompress", tmp_path / "x.tfc", tmp_path / "out.png")[0] == 0
+  assert metrics.psnr(image, io.read_image(tmp_path / "out.png")) > 20
 
 
 @pytest.mark.parametrize("name", zoo.names())

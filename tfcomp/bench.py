@@ -7,7 +7,7 @@
 `main(argv)` is the command line shared by `tools/bench.py` and `tfcomp bench`:
 
     --mode lossless|lossy --images SPEC[,SPEC...] --out DIR [--codecs a,b] [--models m,n]
-    [--limit N] [--anchor CODEC] [--manual_dir DIR]
+    [--limit N] [--anchor CODEC] [--refine_steps N] [--manual_dir DIR]
 
 It writes DIR/results.json (every record and the summaries), DIR/summary.md, and for lossy
 runs DIR/rd_psnr.png and DIR/rd_msssim.png. Bits per subpixel count the subpixels of the
@@ -65,25 +65,29 @@ def _measure(fn, *args):
 class _ZooAdapter:
   """A zoo model seen through the ClassicCodec interface (whole tfcomp files)."""
 
-  def __init__(self, name):
+  def __init__(self, name, refine_steps=0):
     self.entry = zoo.get(name)
-    self.name = f"tfcomp:{name}"
+    self.refine_steps = refine_steps
+    suffix = f"+refine{refine_steps}" if refine_steps else ""
+    self.name = f"tfcomp:{name}{suffix}"
     self.lossless = self.entry.lossless
-    self.curve = f"tfcomp:{self.entry.curve or name}"
+    self.curve = f"tfcomp:{self.entry.curve or name}{suffix}"
     self.qualities = (None,)
     self.quality_name = ""
-    self.library = self.entry.description
+    self.library = self.entry.description + (
+        f"; latents refined in {refine_steps} steps at encoding" if refine_steps else "")
 
   def encode(self, image, quality):
     del quality
-    return codecs.compress(image, zoo.load(self.entry.name))
+    return codecs.compress(image, zoo.load(self.entry.name), refine_steps=self.refine_steps)
 
   def decode(self, data_bytes):
     return codecs.decompress(data_bytes, zoo.load)[0]
 
 
-def select_codecs(lossless, codec_names=None, model_names=None):
-  """Classic codecs (default: all available) and zoo models (default: all) of one kind."""
+def select_codecs(lossless, codec_names=None, model_names=None, refine_steps=0):
+  """Classic codecs (default: all available) and zoo models (default: all) of one kind;
+  with refine_steps, each model that refines its latents also with that many steps."""
   if codec_names is None:
     chosen = baselines.available(lossless)
   else:
@@ -93,7 +97,11 @@ def select_codecs(lossless, codec_names=None, model_names=None):
         raise ValueError(f"codec {c.name} is {'lossless' if c.lossless else 'lossy'}")
   if model_names is None:
     model_names = [e.name for e in zoo.ENTRIES if e.lossless == lossless]
-  return chosen + [_ZooAdapter(n) for n in model_names]
+  models = [_ZooAdapter(n) for n in model_names]
+  if refine_steps:
+    models += [_ZooAdapter(n, refine_steps) for n in model_names
+               if zoo.load(n).refines]
+  return chosen + models
 
 
 def run_lossless(images, chosen, progress=True):
@@ -342,6 +350,9 @@ def _parser():
   p.add_argument("--codecs", default=None, help="classic codecs (default: all available)")
   p.add_argument("--models", default=None, help="tfcomp zoo models (default: all of the mode)")
   p.add_argument("--limit", type=int, default=None, help="images per spec")
+  p.add_argument("--refine_steps", type=int, default=0,
+                 help="also code with the latents refined in this many steps (the models "
+                 "that can; see `tfcomp compress --refine_steps`)")
   p.add_argument("--anchor", default="jpeg-420", help="BD-rate anchor curve (lossy)")
   p.add_argument("--manual_dir", default=None, help="TFDS manual directory")
   p.add_argument("--data_dir", default=None, help="TFDS data directory")
@@ -358,7 +369,8 @@ def main(argv=None):
   args = _parser().parse_args(argv)
   os.makedirs(args.out, exist_ok=True)
   lossless = args.mode == "lossless"
-  chosen = select_codecs(lossless, _split(args.codecs), _split(args.models))
+  chosen = select_codecs(lossless, _split(args.codecs), _split(args.models),
+                         args.refine_steps)
   results = {"mode": args.mode, "command": argv, "datasets": {},
              "codecs": {c.name: {"encoder": c.library, "setting": c.quality_name}
                         for c in chosen}}

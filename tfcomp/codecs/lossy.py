@@ -46,7 +46,7 @@ class Serving(tf.Module):
     super().__init__(name="tfcomp_serving")
     self.model = model
 
-  def _padded(self, image):
+  def padded(self, image):
     """[1, Hp, Wp, 3]: `image` padded to multiples of block_size by repeating its edges."""
     shape = tf.shape(image)
     hp, wp = learned.padded_size(shape[0], shape[1], self.model.block_size)
@@ -61,7 +61,7 @@ class Serving(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
   def compress(self, image):
-    return {"strings": tf.stack(self.model.compress(self._padded(image))),
+    return {"strings": tf.stack(self.model.compress(self.padded(image))),
             "shape": tf.shape(image, out_type=tf.int32)[:2]}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="strings"),
@@ -78,7 +78,7 @@ class Serving(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
   def estimate(self, image):
-    out = self.model(self._padded(image), training=False)
+    out = self.model(self.padded(image), training=False)
     return {"bits": out["bits"][0], "image": self._to_image(out["x_hat"], tf.shape(image))}
 
 
@@ -95,6 +95,10 @@ class LossyModelCodec(learned.ModelCodec):
       raise ValueError(f"{weights_path} holds a model without frozen range-coding tables; "
                        "write a coding-ready copy with tools/freeze.py")
     self.serving = Serving(self.model)
+    self.refines = hasattr(self.model, "refine_latents")
+    # Not on Serving: a SavedModel serves only the plain encoder.
+    self._compress_latents = tf.function(
+        lambda y, z: tf.stack(self.model.compress_latents(y, z)), reduce_retracing=True)
 
   @staticmethod
   def _rgb(image):
@@ -112,8 +116,18 @@ class LossyModelCodec(learned.ModelCodec):
     for top, left, h, w in tile_boxes(*image.shape[:2], TILE):
       yield (top, left, h, w), self._rgb(image[top:top + h, left:left + w])
 
-  def compress(self, image):
-    tiles = [self.serving.compress(t)["strings"].numpy() for _, t in self._tiles(image)]
+  def _compress_tile(self, tile, refine_steps):
+    if not refine_steps:
+      return self.serving.compress(tile)["strings"].numpy()
+    latents = self.model.refine_latents(self.serving.padded(tf.constant(tile)), refine_steps)
+    return self._compress_latents(*latents).numpy()
+
+  def compress(self, image, refine_steps=0):
+    """Sections of `image`; with refine_steps, each tile's latents are first fitted to it
+    (the model's `refine_latents`), which only the encoder does."""
+    if refine_steps and not self.refines:
+      raise ValueError(f"model {self.name} cannot refine its latents")
+    tiles = [self._compress_tile(t, refine_steps) for _, t in self._tiles(image)]
     if len(tiles) == 1:
       return dict(zip(self.model.stream_names, tiles[0]))
     return {name: container.pack_chunks([t[i] for t in tiles])

@@ -213,8 +213,7 @@ class Hyperprior(tf.keras.Model):
     coding = self.compression and not training
     side, main = ((self.side_entropy_model, self.entropy_model) if coding
                   else self._entropy_models(compression=False))
-    y = self.g_a(x / 255.0)
-    z = self.h_a(tf.abs(y) if self.variant == "scale" else y)
+    y, z = self.analysis(x)
     if coding:
       # The bits the range coder spends with its frozen tables, which floor small
       # probabilities and escape the tails (the prior's likelihood overstates them).
@@ -279,11 +278,95 @@ class Hyperprior(tf.keras.Model):
       raise ValueError("the range-coding tables are empty placeholders: load the model "
                        "with tfcomp.models.load, or call make_compressible()")
 
+  def analysis(self, x):
+    """Latents (y, z) of images x [B, Hp, Wp, 3] (0..255): g_a, then h_a."""
+    y = self.g_a(tf.cast(x, tf.float32) / 255.0)
+    return y, self.h_a(tf.abs(y) if self.variant == "scale" else y)
+
+  def refine_latents(self, x, steps, learning_rate=0.005):
+    """Latents (y, z) of one padded image x [1, Hp, Wp, 3], fitted to it by `steps` Adam
+    steps on the rate-distortion loss, starting from `analysis(x)`.
+
+    g_a amortizes the encoding over all images; optimizing the latents of this one image
+    closes part of that gap (Campos, Meierhans, Djelouah, Schroers, "Content Adaptive
+    Optimization for Neural Image Compression", CVPR Workshops 2019). The gradient is
+    training's: bits of y and z under uniform noise, plus lmbda times the distortion
+    (`loss_and_scalars`) of g_s's output for y rounded around the mean, straight-through.
+    Noise and rounding disagree, so each step also measures the cost of the rounded
+    latents, and the cheapest latents seen are returned: never worse than g_a's. Only the
+    encoder changes; every decoder of the model reads the result. A step costs about one
+    training step on the image. The noise is seeded by the step number, so the same image
+    gives the same latents.
+    """
+    steps = int(steps)
+    if steps < 0:
+      raise ValueError(f"steps must be >= 0, got {steps}")
+    if not learning_rate > 0:
+      raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+    self._check_compressible()  # the rounded cost needs z's quantization offsets
+    x = tf.cast(x, tf.float32)
+    latents = list(self.analysis(x))
+    moments = [tf.zeros_like(t) for t in latents for _ in "mv"]  # Adam's, per latent
+    best, best_cost = latents, float("inf")
+    for t in range(1, steps + 2):
+      cost, update = self._refine_step(x, latents, moments, tf.constant(t),
+                                       tf.constant(learning_rate, tf.float32))
+      if float(cost) < best_cost:
+        best, best_cost = latents, float(cost)
+      if t <= steps:  # the last call only measures the last update
+        latents, moments = update
+    return tuple(best)
+
+  @tf.function(reduce_retracing=True)
+  def _refine_step(self, x, latents, moments, t, learning_rate):
+    """(coded cost of `latents`, (latents, moments) after one Adam step)."""
+    with tf.GradientTape() as tape:
+      tape.watch(latents)
+      loss, cost = self._refine_losses(x, *latents, seed=t)
+    grads = tape.gradient(loss, latents)
+    beta_1, beta_2 = 0.9, 0.999
+    step = tf.cast(t, tf.float32)
+    correction = tf.sqrt(1 - beta_2 ** step) / (1 - beta_1 ** step)
+    new_latents, new_moments = [], moments[:]
+    for i, (latent, grad) in enumerate(zip(latents, grads)):
+      m = beta_1 * moments[2 * i] + (1 - beta_1) * grad
+      v = beta_2 * moments[2 * i + 1] + (1 - beta_2) * tf.square(grad)
+      new_moments[2 * i], new_moments[2 * i + 1] = m, v
+      new_latents.append(latent - learning_rate * correction * m / (tf.sqrt(v) + 1e-7))
+    return cost, (new_latents, new_moments)
+
+  def _refine_losses(self, x, y, z, seed):
+    """(loss to differentiate, the loss of the rounded latents as coding rounds them)."""
+    def noise(like, stream):
+      return tf.random.stateless_uniform(tf.shape(like), tf.stack([seed, stream]), -0.5, 0.5)
+    z_hat = self.side_entropy_model.quantize(z)
+    mean, index = self._mean_and_index(z + tf.stop_gradient(z_hat - z), tf.shape(y)[1:3])
+    index = tf.clip_by_value(index, 0.0, self.num_scales - 1.0)
+    prior_y = tfc.NoisyNormal(loc=0.0, scale=self.scale_fn(index))
+    coded_y = tfc.NoisyNormal(loc=0.0, scale=self.scale_fn(tf.floor(index)))  # compress's
+    centered = y if mean is None else y - mean
+    y_hat = y + tf.stop_gradient(tf.round(centered) - centered)
+    x_hat = self.g_s(y_hat) * 255.0
+    pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
+
+    def loss(bits):
+      out = {"x_hat": x_hat, "bpp": bits / (pixels * tf.math.log(2.0)),
+             "mse": tf.reduce_mean(tf.math.squared_difference(x, x_hat))}
+      return self.loss_and_scalars(x, out)[0]
+    noisy = -(tf.reduce_sum(self.hyperprior.log_prob(z + noise(z, 0))) +
+              tf.reduce_sum(prior_y.log_prob(centered + noise(y, 1))))
+    rounded = -(tf.reduce_sum(self.hyperprior.log_prob(z_hat)) +
+                tf.reduce_sum(coded_y.log_prob(tf.round(centered))))
+    return loss(noisy), tf.stop_gradient(loss(rounded))
+
   def compress(self, x):
     """[string_y, string_z] (scalar strings) for one padded image x [1, Hp, Wp, 3]."""
+    return self.compress_latents(*self.analysis(x))
+
+  def compress_latents(self, y, z):
+    """[string_y, string_z] for the latents of one image (`analysis` or
+    `refine_latents`)."""
     self._check_compressible()
-    y = self.g_a(tf.cast(x, tf.float32) / 255.0)
-    z = self.h_a(tf.abs(y) if self.variant == "scale" else y)
     z_hat = self.side_entropy_model.quantize(z)
     mean, index = self._mean_and_index(z_hat, tf.shape(y)[1:3])
     return [self.entropy_model.compress(y, index, loc=mean)[0],
