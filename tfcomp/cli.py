@@ -39,7 +39,7 @@ def _parser():
   c.add_argument("--refine_steps", type=int, default=0, metavar="N",
                  help="hyperprior models: fit the latents to the image with N optimization "
                  "steps before coding (slower encoding, fewer bits for the same quality; "
-                 "50 is a good start); files decode as usual")
+                 "try 30 to 100); files decode as usual")
   c.add_argument("input")
   c.add_argument("output")
   d = sub.add_parser("decompress", help="decompress a .tfc file into a PNG")

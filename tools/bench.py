@@ -25,6 +25,8 @@ OUT = flags.DEFINE_string("out", None, "output directory")
 CODECS = flags.DEFINE_string("codecs", None, "classic codecs (default: all available)")
 MODELS = flags.DEFINE_string("models", None, "tfcomp zoo models (default: all of the mode)")
 LIMIT = flags.DEFINE_integer("limit", None, "images per spec")
+REFINE_STEPS = flags.DEFINE_integer("refine_steps", None, "also code each model that can "
+                                    "with its latents refined in this many steps")
 ANCHOR = flags.DEFINE_string("anchor", "jpeg-420", "BD-rate anchor")
 MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "TFDS manual directory")
 SECTION = flags.DEFINE_string("benchmarks_md", None, "BENCHMARKS.md section title to replace")
@@ -39,7 +41,7 @@ def main(argv):
   if MODE.value == "lossy":
     args.append(f"--anchor={ANCHOR.value}")
   for name, flag in (("codecs", CODECS), ("models", MODELS), ("limit", LIMIT),
-                     ("manual_dir", MANUAL_DIR)):
+                     ("refine_steps", REFINE_STEPS), ("manual_dir", MANUAL_DIR)):
     if flag.value is not None:
       args.append(f"--{name}={flag.value}")
   result = bench.main(args)

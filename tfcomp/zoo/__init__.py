@@ -88,6 +88,12 @@ ENTRIES = (
     _hyperprior("v3", 2, 0.0067, 20000, ste_steps=3000),
     _hyperprior("v3", 3, 0.013, 22250, ste_steps=3000),
     _hyperprior("v3", 4, 0.025, 20000, ste_steps=3000),
+    # Each v3 point continued with ste_decoder, the learning rate decaying from 1e-4
+    # (half-life 6,000 steps): 7,800 steps for q1, q2 and q4, 11,400 for q3.
+    _hyperprior("v4", 1, 0.0035, 27800, ste_steps=10800),
+    _hyperprior("v4", 2, 0.0067, 27800, ste_steps=10800),
+    _hyperprior("v4", 3, 0.013, 33650, ste_steps=14400),
+    _hyperprior("v4", 4, 0.025, 27800, ste_steps=10800),
     # Trained from scratch for one CPU session (its best 4-image Kodak eval).
     _lossless("srec", "v1", "small", 3500, variant=", uniform top level"),
     # v1 continued 2,000 steps, then 7,000 more with the gradient-coded top level.
