@@ -124,9 +124,8 @@ class LossyModelCodec(learned.ModelCodec):
 
   def compress(self, image, refine_steps=0):
     """Sections of `image`; with refine_steps, each tile's latents are first fitted to it
-    (the model's `refine_latents`), which only the encoder does."""
-    if refine_steps and not self.refines:
-      raise ValueError(f"model {self.name} cannot refine its latents")
+    (the model's `refine_latents`), which only the encoder does. `codecs.compress` checks
+    that the model `refines`."""
     tiles = [self._compress_tile(t, refine_steps) for _, t in self._tiles(image)]
     if len(tiles) == 1:
       return dict(zip(self.model.stream_names, tiles[0]))
