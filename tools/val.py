@@ -9,7 +9,8 @@ for lossy ones). --real_bpp also writes the real file, decodes it, checks the re
 (bit-exact for lossless models; identical to the estimate path's reconstruction for lossy
 ones) and reports the real rate from the file size, its overhead over the estimate, and the
 encode and decode seconds. Results: <out>/measures.csv (per image) and <out>/results.json
-(means); --save_ours writes reconstructions to <out>/imgs; --sample DIR writes the L3C
+(means). --refine_steps N (hyperprior models) evaluates the encoder that fits the latents
+to each image in N steps (`tfcomp compress --refine_steps`), on both paths; --save_ours writes reconstructions to <out>/imgs; --sample DIR writes the L3C
 paper's samples (each image re-drawn from each auxiliary scale upward).
 """
 import csv
@@ -34,17 +35,23 @@ flags.DEFINE_string("out", "val_out", "folder for measures.csv, results.json and
 flags.DEFINE_bool("save_ours", False, "write the reconstructions to <out>/imgs", flag_values=FLAGS)
 flags.DEFINE_string("sample", None, "write the paper's samples to this folder (L3C)",
                     flag_values=FLAGS)
+flags.DEFINE_integer("refine_steps", 0, "hyperprior models: fit the latents to each image in "
+                     "this many steps before estimating and coding", flag_values=FLAGS)
 flags.DEFINE_integer("limit", 0, "evaluate the first N images only (0: all)", flag_values=FLAGS)
 
 
-def evaluate_image(codec, name, image, real):
+def evaluate_image(codec, name, image, real, refine_steps=0):
   """One row of measures for `image`; raises AssertionError if a real decode is wrong."""
   h, w, c = image.shape
   unit = h * w * c if codec.lossless else h * w
   rate = "bpsp" if codec.lossless else "bpp"
   row = {"image": name, "height": h, "width": w, "channels": c}
   # Non-learned codecs (fixedpred) have no cross-entropy estimate: real rates only.
-  estimate = codec.estimate(image) if hasattr(codec, "estimate") else None
+  if not hasattr(codec, "estimate"):
+    estimate = None
+  else:
+    estimate = (codec.estimate(image, refine_steps=refine_steps) if refine_steps
+                else codec.estimate(image))
   if estimate is None and not real:
     raise app.UsageError(f"{codec.name} has no estimated rate; add --real_bpp")
   if estimate is not None:
@@ -55,7 +62,7 @@ def evaluate_image(codec, name, image, real):
     row["ms_ssim"] = metrics.ms_ssim(image, x_hat) if min(h, w) >= 161 else None
   if real:
     started = time.perf_counter()
-    encoded = codecs.compress(image, codec)
+    encoded = codecs.compress(image, codec, refine_steps=refine_steps)
     encode_s = time.perf_counter() - started
     started = time.perf_counter()
     decoded, _ = codecs.decompress(encoded, lambda _: codec)
@@ -102,6 +109,10 @@ def main(argv):
   codec = toolbox.load_codec(FLAGS.model, FLAGS.weights)
   if FLAGS.sample and not hasattr(getattr(codec, "model", None), "sample"):
     raise app.UsageError(f"--sample needs a model that can sample; {codec.name} cannot")
+  try:
+    codecs.check_refine_steps(codec, FLAGS.refine_steps)
+  except ValueError as error:
+    raise app.UsageError(f"--refine_steps: {error}") from None
   images = data.load_images(argv[1], limit=FLAGS.limit or None)
   os.makedirs(FLAGS.out, exist_ok=True)
   for folder in ([os.path.join(FLAGS.out, "imgs")] if FLAGS.save_ours else []) + (
@@ -109,7 +120,7 @@ def main(argv):
     os.makedirs(folder, exist_ok=True)
   rows = []
   for name, image in images:
-    row, x_hat = evaluate_image(codec, name, image, FLAGS.real_bpp)
+    row, x_hat = evaluate_image(codec, name, image, FLAGS.real_bpp, FLAGS.refine_steps)
     rows.append(row)
     print(_format(row), flush=True)
     if FLAGS.save_ours:
@@ -124,7 +135,8 @@ def main(argv):
     writer.writerows(rows)
   means = {k: metrics.mean_of_defined(r[k] for r in rows)
            for k in keys if isinstance(rows[0][k], float) or rows[0][k] is None}
-  results = {"model": codec.name, "dataset": argv[1], "images": len(rows), "mean": means}
+  results = {"model": codec.name, "dataset": argv[1], "refine_steps": FLAGS.refine_steps,
+             "images": len(rows), "mean": means}
   with open(os.path.join(FLAGS.out, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
   print("mean " + _format(means))

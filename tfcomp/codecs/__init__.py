@@ -96,6 +96,15 @@ def op_error_message(error):
   return re.sub(r"\s*\[Op:\w+\]\s*$", "", message).strip()
 
 
+def check_refine_steps(codec, refine_steps):
+  """Raises ValueError unless `codec` can take `refine_steps` (0 suits every codec)."""
+  if refine_steps < 0:
+    raise ValueError(f"refine_steps must be >= 0, got {refine_steps}")
+  if refine_steps and not codec.refines:
+    raise ValueError(f"model {codec.name} cannot refine its latents (refine steps are for "
+                     "the hyperprior models)")
+
+
 def compress(image, codec, refine_steps=0):
   """Codes `image` with `codec` into the bytes of a tfcomp file.
 
@@ -103,11 +112,7 @@ def compress(image, codec, refine_steps=0):
   latents to this image before coding: slower encoding, fewer bits for the same quality,
   decoded like any other file of the model.
   """
-  if refine_steps < 0:
-    raise ValueError(f"refine_steps must be >= 0, got {refine_steps}")
-  if refine_steps and not codec.refines:
-    raise ValueError(f"model {codec.name} cannot refine its latents (refine steps are for "
-                     "the hyperprior models)")
+  check_refine_steps(codec, refine_steps)
   image = np.ascontiguousarray(image)
   geometry = geometry_of(image)
   codec.check_image(image)

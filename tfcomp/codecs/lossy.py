@@ -99,6 +99,7 @@ class LossyModelCodec(learned.ModelCodec):
     # Not on Serving: a SavedModel serves only the plain encoder.
     self._compress_latents = tf.function(
         lambda y, z: tf.stack(self.model.compress_latents(y, z)), reduce_retracing=True)
+    self._estimate_latents = tf.function(self._estimate_latents_fn, reduce_retracing=True)
 
   @staticmethod
   def _rgb(image):
@@ -148,13 +149,25 @@ class LossyModelCodec(learned.ModelCodec):
       rgb[top:top + h, left:left + w] = tile["image"].numpy()
     return self._as_channels(rgb, geometry.channels)
 
-  def estimate(self, image):
+  def _estimate_latents_fn(self, tile, y, z):
+    out = self.model(self.serving.padded(tile), training=False, latents=(y, z))
+    return {"bits": out["bits"][0], "image": Serving._to_image(out["x_hat"], tf.shape(tile))}
+
+  def _estimate_tile(self, tile, refine_steps):
+    if not refine_steps:
+      return self.serving.estimate(tile)
+    tile = tf.constant(tile)
+    latents = self.model.refine_latents(self.serving.padded(tile), refine_steps)
+    return self._estimate_latents(tile, *latents)
+
+  def estimate(self, image, refine_steps=0):
     """Estimated bits and the reconstruction, through the model's non-coding path (tile by
-    tile, as `compress` codes)."""
+    tile, as `compress` codes); with refine_steps, of the latents `compress` would code
+    with as many steps."""
     self.check_image(image)
     bits, rgb = 0.0, np.empty(image.shape[:2] + (3,), np.uint8)
     for (top, left, h, w), tile in self._tiles(image):
-      out = self.serving.estimate(tile)
+      out = self._estimate_tile(tile, refine_steps)
       bits += float(out["bits"])
       rgb[top:top + h, left:left + w] = out["image"].numpy()
     return {"bits": bits, "x_hat": self._as_channels(rgb, image.shape[2])}

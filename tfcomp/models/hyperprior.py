@@ -202,8 +202,10 @@ class Hyperprior(tf.keras.Model):
     mean, index = tf.split(params, 2, axis=-1)
     return mean, index
 
-  def call(self, x, training=False):
+  def call(self, x, training=False, latents=None):
     """Rate and reconstruction of images x [B, H, W, 3] (0..255, sides multiples of 64).
+
+    latents: (y, z) to take instead of `analysis(x)`, e.g. from `refine_latents`.
 
     Returns {"x_hat", "y_hat" (g_s's input), "bits": [B] (y and z), "bits_y", "bits_z",
     "bpp", "mse", "scales"}.
@@ -213,7 +215,7 @@ class Hyperprior(tf.keras.Model):
     coding = self.compression and not training
     side, main = ((self.side_entropy_model, self.entropy_model) if coding
                   else self._entropy_models(compression=False))
-    y, z = self.analysis(x)
+    y, z = self.analysis(x) if latents is None else latents
     if coding:
       # The bits the range coder spends with its frozen tables, which floor small
       # probabilities and escape the tails (the prior's likelihood overstates them).
