@@ -98,6 +98,10 @@ ENTRIES = (
     _lossless("srec", "v1", "small", 3500, variant=", uniform top level"),
     # v1 continued 2,000 steps, then 7,000 more with the gradient-coded top level.
     _lossless("srec", "v2", "small", 12500, variant=", gradient-coded top level"),
+    # v2 grown to 4 residual blocks per sub-step network (the new ones start as the
+    # identity), then 6,000 steps of 4x144² crops.
+    _lossless("srec", "v3", "small", 18500,
+              variant=", 4 residual blocks, gradient-coded top level"),
     # Trained from scratch for one CPU session (its best 4-image Kodak eval).
     _lossless("l3c", "v1", "small", 12000),
     # One RD curve: b trained from scratch, a and c fine-tuned from its step 2500.
@@ -120,7 +124,7 @@ ENTRIES = (
 )
 _BY_NAME = {e.name: e for e in ENTRIES}
 
-DEFAULT = "srec-small-v2"  # what `tfcomp compress` uses without --model
+DEFAULT = "srec-small-v3"  # what `tfcomp compress` uses without --model
 # Codes every image kind (1-4 channels, 8/16 bits); `tfcomp compress` without --model falls
 # back to it for images the default model cannot code.
 UNIVERSAL = "fixedpred-v1"
