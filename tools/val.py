@@ -10,8 +10,9 @@ for lossy ones). --real_bpp also writes the real file, decodes it, checks the re
 ones) and reports the real rate from the file size, its overhead over the estimate, and the
 encode and decode seconds. Results: <out>/measures.csv (per image) and <out>/results.json
 (means). --refine_steps N (hyperprior models) evaluates the encoder that fits the latents
-to each image in N steps (`tfcomp compress --refine_steps`), on both paths; --save_ours writes reconstructions to <out>/imgs; --sample DIR writes the L3C
-paper's samples (each image re-drawn from each auxiliary scale upward).
+to each image in N steps (`tfcomp compress --refine_steps`), on both paths; --save_ours
+writes reconstructions to <out>/imgs; --sample DIR writes the L3C paper's samples (each
+image re-drawn from each auxiliary scale upward).
 """
 import csv
 import json

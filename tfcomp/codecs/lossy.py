@@ -117,11 +117,13 @@ class LossyModelCodec(learned.ModelCodec):
     for top, left, h, w in tile_boxes(*image.shape[:2], TILE):
       yield (top, left, h, w), self._rgb(image[top:top + h, left:left + w])
 
+  def _refined_latents(self, tile, refine_steps):
+    return self.model.refine_latents(self.serving.padded(tile), refine_steps)
+
   def _compress_tile(self, tile, refine_steps):
     if not refine_steps:
       return self.serving.compress(tile)["strings"].numpy()
-    latents = self.model.refine_latents(self.serving.padded(tf.constant(tile)), refine_steps)
-    return self._compress_latents(*latents).numpy()
+    return self._compress_latents(*self._refined_latents(tf.constant(tile), refine_steps)).numpy()
 
   def compress(self, image, refine_steps=0):
     """Sections of `image`; with refine_steps, each tile's latents are first fitted to it
@@ -157,8 +159,7 @@ class LossyModelCodec(learned.ModelCodec):
     if not refine_steps:
       return self.serving.estimate(tile)
     tile = tf.constant(tile)
-    latents = self.model.refine_latents(self.serving.padded(tile), refine_steps)
-    return self._estimate_latents(tile, *latents)
+    return self._estimate_latents(tile, *self._refined_latents(tile, refine_steps))
 
   def estimate(self, image, refine_steps=0):
     """Estimated bits and the reconstruction, through the model's non-coding path (tile by
