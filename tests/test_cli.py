@@ -148,7 +148,16 @@ def test_bad_inputs_give_one_clear_line_and_no_output(tmp_path):
   _check_error(tmp_path, ["frobnicate"], "invalid choice", None)
   _check_error(tmp_path, [], "missing command", None)
   _check_error(tmp_path, ["compress", tmp_path / "in.png", tmp_path / "no/such/dir.tfc"],
-               "No such file", None)
+               "directory '" + str(tmp_path / "no/such") + "' does not exist", None)
+  _check_error(tmp_path, ["compress", tmp_path / "in.png", tmp_path], "is a directory", None)
+  _check_error(tmp_path, ["decompress", coded, tmp_path / "out.bmp"], "writes PNG, not .bmp",
+               tmp_path / "out.bmp")
+  _check_error(tmp_path, ["decompress", coded, tmp_path / "missing/out.png"], "does not exist",
+               None)
+  for name in ("OUT.PNG", "no_extension"):
+    status, _, stderr = run_cli("decompress", coded, tmp_path / name)
+    assert (status, stderr) == (0, ""), stderr
+    assert io.read_image(tmp_path / name).shape == (16, 16, 3)
 
 
 def test_file_from_another_model_version_is_refused(tmp_path):

@@ -1,7 +1,7 @@
 """The `tfcomp` command.
 
     tfcomp compress [--model NAME] [--refine_steps N] INPUT OUTPUT
-    tfcomp decompress INPUT OUTPUT        (writes PNG)
+    tfcomp decompress INPUT OUTPUT.png
     tfcomp info FILE
     tfcomp models
     tfcomp bench --mode lossless|lossy --images SPEC --out DIR [...]   (see tfcomp.bench)
@@ -40,11 +40,12 @@ def _parser():
                  help="hyperprior models: fit the latents to the image with N optimization "
                  "steps before coding (slower encoding, fewer bits for the same quality; "
                  "try 30 to 100); files decode as usual")
-  c.add_argument("input")
-  c.add_argument("output")
+  c.add_argument("input", help="image: PNG, or any format Pillow reads (8 or 16 bits; gray, "
+                 "RGB, with or without alpha)")
+  c.add_argument("output", help="the .tfc file to write")
   d = sub.add_parser("decompress", help="decompress a .tfc file into a PNG")
-  d.add_argument("input")
-  d.add_argument("output")
+  d.add_argument("input", help="a .tfc file")
+  d.add_argument("output", help="the PNG to write (a name ending in .png, or no extension)")
   i = sub.add_parser("info", help="describe a .tfc file")
   i.add_argument("file")
   sub.add_parser("models", help="list the zoo's models, one per line, name first")
@@ -70,6 +71,7 @@ def cmd_compress(args, out):
   from tfcomp import codecs, io, zoo  # pylint: disable=import-outside-toplevel
   if args.model:
     zoo.get(args.model)  # unknown names fail before any image work
+  io.check_writable(args.output)
   image = io.read_image(args.input)
   name = args.model or zoo.default_for(image)
   data = codecs.compress(image, zoo.load(name), refine_steps=args.refine_steps)
@@ -81,6 +83,12 @@ def cmd_compress(args, out):
 
 def cmd_decompress(args, out):
   from tfcomp import codecs, io, zoo  # pylint: disable=import-outside-toplevel
+  extension = os.path.splitext(args.output)[1]
+  if extension and extension.lower() != ".png":
+    # Writing PNG bytes under another format's name would mislead whatever opens it.
+    raise UsageError(f"{args.output}: decompress writes PNG, not {extension}; name the "
+                     "output .png and convert it if needed")
+  io.check_writable(args.output)
   image, parsed = codecs.decompress(_read_bytes(args.input), zoo.load)
   io.write_atomic(args.output, io.encode_png(image))
   out.write(f"{args.input} -> {args.output}: {_describe(parsed.geometry)} PNG "

@@ -122,9 +122,26 @@ def _umask():
   return mask
 
 
+def check_writable(path):
+  """Raises OSError naming the problem if `path` cannot be written as a new file.
+
+  Callers check before the work, so a long compression does not end in a failed write.
+  """
+  path = os.fspath(path)
+  if os.path.isdir(path):
+    raise OSError(f"{path}: is a directory; name the output file")
+  directory = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(directory):
+    raise OSError(f"{path}: cannot write: directory {os.path.dirname(path)!r} does not exist")
+  if not os.access(directory, os.W_OK | os.X_OK):
+    raise OSError(f"{path}: cannot write: directory {os.path.dirname(path) or '.'!r} is not "
+                  "writable")
+
+
 def write_atomic(path, data):
   """Writes bytes to `path` through a temporary file, so no partial file is ever left."""
   path = os.fspath(path)
+  check_writable(path)
   directory = os.path.dirname(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(prefix=".tfcomp-", suffix=".tmp", dir=directory)
   try:
