@@ -96,6 +96,14 @@ def test_files_decode_to_the_estimate_paths_reconstruction(tiny_codec, shape):
   np.testing.assert_array_equal(decoded, tiny_codec.estimate(image)["x_hat"])
 
 
+def test_alpha_and_16_bit_images_are_refused_with_the_way_out(tiny_codec):
+  from tfcomp import codecs  # pylint: disable=import-outside-toplevel
+  for image, kind in ((np.zeros((4, 4, 4), np.uint8), "8-bit RGBA"),
+                      (np.zeros((4, 4, 1), np.uint16), "16-bit gray")):
+    with pytest.raises(codecs.UnsupportedImageError, match=f"not {kind}; convert it first"):
+      codecs.compress(image, tiny_codec)
+
+
 def test_damaged_files_raise_a_clear_error(tiny_codec):
   from tfcomp import codecs, container  # pylint: disable=import-outside-toplevel
   data = codecs.compress(testing.smooth_image(64, 64, 3, seed=4), tiny_codec)

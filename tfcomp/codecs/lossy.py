@@ -86,6 +86,8 @@ class LossyModelCodec(learned.ModelCodec):
   """A zoo codec around a compressible lossy model stored as a models.save .npz."""
 
   lossless = False
+  unsupported_hint = ("; convert it first (drop the alpha channel, reduce to 8 bits), or code "
+                      "it losslessly with --model fixedpred-v1")
 
   def __init__(self, name, weights_path):
     super().__init__(name, weights_path)
