@@ -19,6 +19,8 @@ The paper's two baselines replace the learned encoders by bicubic 2x downsamplin
 RGB image (`scale_input="bicubic"`): "RGB" has one decoder per scale with the features
 fused across scales; "RGB Shared" (`shared=True`) applies one decoder at every scale.
 """
+import functools
+
 import tensorflow as tf
 
 from tfcomp.entropy import (DiscretizedLogisticMixture, UniformCoder, first_channels,
@@ -145,9 +147,11 @@ class L3C(tf.keras.Model):
         for s in range(nets)]
     self._step = tf.function(self._step_impl, reduce_retracing=True)
     # XLA fuses the mixture's many elementwise ops (3x faster on CPU); the convolutions
-    # stay with oneDNN, which beats XLA's CPU convolutions.
-    self._scale_bits = tf.function(self._scale_bits_impl, jit_compile=True,
-                                   reduce_retracing=True)
+    # stay with oneDNN, which beats XLA's CPU convolutions. One function per scale: their
+    # depths differ, so a shared one would retrace (and recompile) at every scale.
+    self._scale_bits = [tf.function(functools.partial(self._scale_bits_impl, t),
+                                    jit_compile=True, reduce_retracing=True)
+                        for t in range(num_scales)]
     self._top_coder = UniformCoder(self.scale_levels[-1])
 
   def get_config(self):
@@ -259,7 +263,7 @@ class L3C(tf.keras.Model):
     for s in range(self.num_scales, 0, -1):
       raw, fused = self._step_impl(s, scales[s][0], fused, training)
       t = s - 1
-      bits.insert(0, self._scale_bits(t, scales[t][0], raw, valid if t == 0 else None))
+      bits.insert(0, self._scale_bits[t](scales[t][0], raw, valid if t == 0 else None))
     total = tf.add_n(bits)
     subpixels = tf.cast(tf.size(x) if valid is None else
                         tf.shape(x)[0] * valid[0] * valid[1] * valid[2], tf.float32)
