@@ -104,6 +104,8 @@ ENTRIES = (
               variant=", 4 residual blocks, gradient-coded top level"),
     # Trained from scratch for one CPU session (its best 4-image Kodak eval).
     _lossless("l3c", "v1", "small", 12000),
+    # v1 continued for 3,000 steps of 8x96² crops, the learning rate decaying from 6e-5.
+    _lossless("l3c", "v2", "small", 15000),
     # One RD curve: b trained from scratch, a and c fine-tuned from its step 2500.
     _imgcomp("v1", "a", 0.4, 6500),
     _imgcomp("v1", "b", 1.2, 6750),
