@@ -55,8 +55,8 @@ def _parser():
 
 
 def _describe(g):
-  kind = {1: "gray", 2: "gray+alpha", 3: "RGB", 4: "RGBA"}[g.channels]
-  return f"{g.width}x{g.height} {kind} {g.bit_depth}-bit"
+  from tfcomp import codecs  # pylint: disable=import-outside-toplevel
+  return f"{g.width}x{g.height} {codecs.CHANNEL_KINDS[g.channels]} {g.bit_depth}-bit"
 
 
 def _read_bytes(path):

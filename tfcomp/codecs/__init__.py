@@ -19,6 +19,8 @@ from tfcomp import container
 # Lossless files carry a CRC-32 of the pixels, so that a decoder that does not reproduce the
 # encoder's probabilities exactly fails loudly instead of returning a wrong image.
 PIXEL_CRC_SECTION = "pixel_crc32"
+# How messages name an image of C channels.
+CHANNEL_KINDS = {1: "gray", 2: "gray+alpha", 3: "RGB", 4: "RGBA"}
 
 
 class UnsupportedImageError(ValueError):
@@ -62,7 +64,7 @@ class Codec(abc.ABC):
 def require_gray_or_rgb8(codec_name, image, hint=""):
   """Raises UnsupportedImageError unless `image` is 8-bit grayscale or RGB."""
   if image.dtype != np.uint8 or image.shape[2] not in (1, 3):
-    kind = {1: "gray", 2: "gray+alpha", 3: "RGB", 4: "RGBA"}.get(image.shape[2], "?")
+    kind = CHANNEL_KINDS.get(image.shape[2], "?")
     raise UnsupportedImageError(
         f"{codec_name} codes 8-bit RGB or grayscale images, not "
         f"{image.dtype.itemsize * 8}-bit {kind}{hint}")
