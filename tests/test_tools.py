@@ -190,10 +190,10 @@ def test_restore_grows_a_model_from_a_smaller_one(tmp_path):
   before, after = source(x, training=False), grown(x, training=False)
   for key in ("x_hat", "bits"):
     np.testing.assert_array_equal(before[key].numpy(), after[key].numpy())
-  narrower = models.build("imgcomp", {**small, "num_filters": 16})
+  narrower = models.build("imgcomp", {**small, "num_filters": 4})
   models.build_variables(narrower)
   with pytest.raises(ValueError, match=r"does not fit .* g_a/conv0/kernel \(5, 5, 3, 4\) is "
-                                       r"\(5, 5, 3, 8\) here"):
+                                       r"\(5, 5, 3, 2\) here"):
     training._restore_weights(narrower, "imgcomp", path)
   srec = models.build("srec", {"num_features": 8, "num_blocks": 1, "num_components": 2})
   with pytest.raises(ValueError, match="holds a model of family 'imgcomp', not 'srec'"):
@@ -218,3 +218,38 @@ def test_restore_adds_residual_blocks_as_the_identity(tmp_path):
   # Only conv2 starts at zero: conv1 stays random, so the new block can learn.
   block = deeper.nets[0][0].body.blocks[2]
   assert not np.any(block.conv2.kernel.numpy()) and np.any(block.conv1.kernel.numpy())
+
+
+@pytest.mark.parametrize("family, small, wide", [
+    ("srec", {"num_levels": 2, "num_features": 8, "num_blocks": 1, "num_components": 2},
+     {"num_features": 12}),
+    ("l3c", {"num_scales": 2, "num_features": 8, "num_blocks": 1, "num_components": 2},
+     {"num_features": 12})])
+def test_restore_widens_a_model_from_a_narrower_one(tmp_path, family, small, wide):
+  """Convolutions restored into more features (grouped layouts included: the classifiers'
+  concatenated branches, the depth_to_space upsamplers) code exactly as before, and the
+  added channels can learn."""
+  source = models.build(family, small)
+  models.build_variables(source)
+  # Every weight nonzero, as after training: zero-initialized layers (the classifiers'
+  # kernels, the bodies' last convolutions) would hide what the added channels do.
+  rng = np.random.default_rng(6)
+  for v in source.trainable_variables:
+    v.assign(v + rng.normal(0, 0.05, v.shape).astype(np.float32))
+  path = str(tmp_path / "narrow.npz")
+  models.save(source, family, path)
+  wider = models.build(family, {**small, **wide})
+  models.build_variables(wider)
+  training._restore_weights(wider, family, path)
+  x = tf.constant(testing.smooth_image(24, 40, 3, seed=5)[None])
+  np.testing.assert_allclose(source(x)["bits"].numpy(), wider(x)["bits"].numpy(), rtol=1e-5)
+  with tf.GradientTape() as tape:
+    bits = tf.reduce_sum(wider(x, training=True)["bits"])
+  grads = tape.gradient(bits, wider.trainable_variables)
+  reading = [g for v, g in zip(wider.trainable_variables, grads)
+             if "body/block0/conv1/kernel" in v.name][0].numpy()
+  assert np.any(reading[:, :, 8:])  # the zeroed rows reading the added channels move
+  wide_path = str(tmp_path / "wide.npz")
+  models.save(wider, family, wide_path)
+  with pytest.raises(ValueError, match="does not fit"):  # narrowing is no restore
+    training._restore_weights(source, family, wide_path)

@@ -123,10 +123,11 @@ def _restore_weights(model, family, source, log=print):
   its latest one); returns the path restored, for the log.
 
   A .npz may hold a smaller model of the same family (fewer residual stacks or blocks,
-  say): every one of its weights must exist in `model` under the same name and shape, and
-  the weights it lacks keep their initial values, except that blocks added to a restored
-  residual body become the identity (new residual bodies already start as one). The grown
-  model so starts out computing exactly what the restored one did. A frozen .npz (a lossy
+  or fewer features, say): every one of its weights must exist in `model` under the same
+  name and shape, or, for a convolution, a wider one (see _widened); the weights it lacks
+  keep their initial values, except that blocks added to a restored residual body become
+  the identity (new residual bodies already start as one). The grown model so starts out
+  computing exactly what the restored one did. A frozen .npz (a lossy
   zoo model) restores into a training model without its range-coding tables.
   """
   if source.endswith(".npz"):
@@ -143,13 +144,17 @@ def _restore_weights(model, family, source, log=print):
       models.build_variables(plain)
       for name in set(weights) - set(named_weights(plain)):
         del weights[name]
+    groups = _conv_channel_groups(model)
+    values = {}
     for name, w in weights.items():
-      if name not in target or tuple(target[name].shape) != tuple(w.shape):
-        found = tuple(target[name].shape) if name in target else "absent"
+      found = tuple(target[name].shape) if name in target else "absent"
+      if name in target:
+        values[name] = _widened(target[name], w.numpy(), groups.get(id(target[name])))
+      if values.get(name) is None:
         raise ValueError(f"{source} does not fit this {family} config: its weight {name} "
                          f"{tuple(w.shape)} is {found} here")
-    for name, w in weights.items():
-      target[name].assign(w)
+    for name, value in values.items():
+      target[name].assign(value)
     added = sorted(set(target) - set(weights))
     restored_ids = {id(target[name]) for name in weights}
     restored = lambda layer: any(id(v) in restored_ids for v in layer.weights)  # noqa: E731
@@ -165,6 +170,42 @@ def _restore_weights(model, family, source, log=print):
   path = tf.train.latest_checkpoint(source) or source
   tf.train.Checkpoint(model=model).restore(path).expect_partial()
   return path
+
+
+def _conv_channel_groups(model):
+  """{id(variable): per-axis group counts} of the kernels and biases of conv() layers."""
+  groups = {}
+  for layer in model._flatten_layers(include_self=False):  # pylint: disable=protected-access
+    if layers.is_conv(layer) and layer.built:
+      in_groups, out_groups = layer.channel_groups
+      groups[id(layer.kernel)] = (1, 1, in_groups, out_groups)
+      groups[id(layer.bias)] = (out_groups,)
+  return groups
+
+
+def _widened(variable, value, groups):
+  """`value` (a restored weight) fitted to `variable`, or None where it does not fit.
+
+  An equal shape fits as it is. A narrower convolution (fewer channels in some of its
+  channel groups, `groups` per axis) fits into the leading channels of each group; the
+  weights reading the added input channels are zeroed, so the old channels compute what
+  they did and the added ones, which start from the variable's initial values, are read
+  by nothing until training moves those zeros: the widened model starts out computing
+  what the restored one did.
+  """
+  shape = tuple(variable.shape)
+  if shape == value.shape:
+    return value
+  if groups is None or len(shape) != len(value.shape) or any(
+      t < v or t % g or v % g for t, v, g in zip(shape, value.shape, groups)):
+    return None
+  split = lambda dims: [n for d, g in zip(dims, groups) for n in (g, d // g)]  # noqa: E731
+  grown = variable.numpy().reshape(split(shape))
+  if len(shape) == 4:  # a kernel: nothing reads the added input channels yet
+    grown[:, :, :, :, :, value.shape[2] // groups[2]:] = 0
+  grown[tuple(slice(None) if i % 2 == 0 else slice(0, n)
+              for i, n in enumerate(split(value.shape)))] = value.reshape(split(value.shape))
+  return grown.reshape(shape)
 
 
 def load_run(logdir):

@@ -6,8 +6,11 @@ r"""Trains a tfcomp model.
 The config is configs/<model>/<config>.json (or a path to a .json file): the model's
 constructor arguments; `--set key=value` overrides one (value parsed as JSON). Re-running
 with the same --logdir resumes; --restore starts from another run's weights. A model .npz
-may hold a smaller model than the config, e.g. one stack for `--set num_stacks=2` or two
-blocks for `--set num_blocks=4`: the new residual stacks and blocks start as the identity.
+may hold a smaller model than the config, e.g. one stack for `--set num_stacks=2`, two
+blocks for `--set num_blocks=4` or 32 features for `--set num_features=48`: the new
+residual stacks and blocks start as the identity, and nothing reads the new features
+until training moves the zeros in front of them, so the grown model starts out coding as
+the restored one did.
 The best weights (by eval loss) land in
 <logdir>/model.npz; TensorBoard reads <logdir>.
 """

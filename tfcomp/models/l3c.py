@@ -58,7 +58,7 @@ class _Decoder(tf.keras.layers.Layer):
     super().__init__(**kwargs)
     self.head = layers.conv(filters, 1, name="head")
     self.body = layers.ResidualBody(filters, num_blocks, kernel_size, name="body")
-    self.tail = layers.conv(4 * filters, 3, name="tail")
+    self.tail = layers.conv(4 * filters, 3, name="tail", out_groups=4)
 
   def call(self, z, fused=None):
     x = self.head(z)

@@ -10,7 +10,16 @@ class _Conv2D(tf.keras.layers.Conv2D):
   Keras's 'same' dilated convolution goes through space-to-batch, which fails on maps
   smaller than the dilation (a 1x1 tile's coarsest scale); explicit zero padding and a
   'valid' convolution compute the same values on any size.
+
+  `channel_groups` = (input groups, output groups) says how its channels are laid out:
+  a convolution reading the concatenation of three feature maps has three input groups,
+  one feeding depth_to_space(2) four output groups. tfcomp.training needs it to widen a
+  trained convolution, which grows each group rather than the whole axis.
   """
+
+  def __init__(self, *args, channel_groups=(1, 1), **kwargs):
+    super().__init__(*args, **kwargs)
+    self.channel_groups = tuple(int(g) for g in channel_groups)
 
   def convolution_op(self, inputs, kernel):
     if max(self.dilation_rate) == 1:
@@ -23,10 +32,20 @@ class _Conv2D(tf.keras.layers.Conv2D):
 
 
 def conv(filters, kernel_size, strides=1, dilation_rate=1, name=None,
-         kernel_initializer="glorot_uniform"):
-  """'same'-padded 2-D convolution with bias, the only convolution the models use."""
+         kernel_initializer="glorot_uniform", in_groups=1, out_groups=1):
+  """'same'-padded 2-D convolution with bias, the only convolution the models use.
+
+  in_groups / out_groups: how many feature maps of equal depth its input concatenates and
+  its output holds (see _Conv2D); they matter only for widening a trained model.
+  """
   return _Conv2D(filters, kernel_size, strides=strides, padding="same",
-                 dilation_rate=dilation_rate, name=name, kernel_initializer=kernel_initializer)
+                 dilation_rate=dilation_rate, name=name, kernel_initializer=kernel_initializer,
+                 channel_groups=(in_groups, out_groups))
+
+
+def is_conv(layer):
+  """Whether `layer` is one of conv()'s convolutions (whose channel_groups are known)."""
+  return isinstance(layer, _Conv2D)
 
 
 class ResBlock(tf.keras.layers.Layer):
@@ -96,7 +115,7 @@ class AtrousProbabilityClassifier(tf.keras.layers.Layer):
     self.kernel_size = kernel_size
     self.branches = [conv(filters, kernel_size, dilation_rate=r, name=f"atrous{r}")
                      for r in self.rates]
-    self.linear = conv(outputs, 1, name="linear")
+    self.linear = conv(outputs, 1, name="linear", in_groups=len(self.rates))
     if initial_output is not None:
       # Start from a fixed, sensible output (bias = initial_output) rather than random
       # mixtures. With zero_kernel the output is exactly that everywhere, and gradients

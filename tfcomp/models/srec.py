@@ -191,7 +191,7 @@ class SReC(tf.keras.Model):
     self.classifiers = [[layers.AtrousProbabilityClassifier(
         num_features, num_params(3, num_components), self.atrous_rates, kernel_size,
         initial_output=start, name=f"P{l}_{i}") for i in range(3)] for l in range(num_levels)]
-    self.upsamplers = [layers.conv(4 * num_features, 3, name=f"up{l}")
+    self.upsamplers = [layers.conv(4 * num_features, 3, name=f"up{l}", out_groups=4)
                        for l in range(num_levels - 1)]
     # One traced function per sub-step: their inputs differ in depth, so a single function
     # would retrace nine times per image size (and warn about it).
