@@ -127,8 +127,8 @@ def _restore_weights(model, family, source, log=print):
   name and shape, or, for a convolution, a wider one (see _widened); the weights it lacks
   keep their initial values, except that blocks added to a restored residual body become
   the identity (new residual bodies already start as one). The grown model so starts out
-  computing exactly what the restored one did. A frozen .npz (a lossy
-  zoo model) restores into a training model without its range-coding tables.
+  computing exactly what the restored one did. A frozen .npz (a lossy zoo model) restores
+  into a training model without its range-coding tables.
   """
   if source.endswith(".npz"):
     restored_family, restored = models.load(source)
@@ -147,10 +147,10 @@ def _restore_weights(model, family, source, log=print):
     groups = _conv_channel_groups(model)
     values = {}
     for name, w in weights.items():
-      found = tuple(target[name].shape) if name in target else "absent"
       if name in target:
         values[name] = _widened(target[name], w.numpy(), groups.get(id(target[name])))
       if values.get(name) is None:
+        found = tuple(target[name].shape) if name in target else "absent"
         raise ValueError(f"{source} does not fit this {family} config: its weight {name} "
                          f"{tuple(w.shape)} is {found} here")
     for name, value in values.items():
