@@ -102,6 +102,10 @@ ENTRIES = (
     # identity), then 6,000 steps of 4x144² crops.
     _lossless("srec", "v3", "small", 18500,
               variant=", 4 residual blocks, gradient-coded top level"),
+    # v3 widened to 48 features (weights reading the new channels start at zero), then
+    # 3,000 steps of 4x144² crops, the learning rate decaying from 7e-5 to 1.2e-5.
+    _lossless("srec", "v4", "small", 21500,
+              variant=", 48 features, 4 residual blocks, gradient-coded top level"),
     # Trained from scratch for one CPU session (its best 4-image Kodak eval).
     _lossless("l3c", "v1", "small", 12000),
     # v1 continued for 3,000 steps of 8x96² crops, the learning rate decaying from 6e-5.
