@@ -13,6 +13,7 @@ from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OP_SOURCES = [
+    "ops/lib/exact_grid.cc",
     "ops/lib/table_coder.cc",
     "ops/lib/mixture_coder.cc",
     "ops/kernels/coder_kernels.cc",
@@ -63,7 +64,7 @@ class BuildOps(build_ext):
 
 setup(
     name="tfcomp",
-    version="0.1.0",
+    version="0.2.0",
     description="Learned image compression in TensorFlow 2 / Keras with real bitstreams",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["tfcomp", "tfcomp.*"]),

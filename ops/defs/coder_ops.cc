@@ -16,6 +16,41 @@ Status ScalarOutput(InferenceContext* c) {
   return tensorflow::OkStatus();
 }
 
+REGISTER_OP("TfcompExactOperands")
+    .Input("x: float")
+    .Input("kernel: float")
+    .Input("bias: float")
+    .Input("finest: int32")
+    .Input("room: int32")
+    .Attr("activation_bits: int >= 2 = 11")
+    .Output("x_int: float")
+    .Output("kernel_scaled: float")
+    .Output("bias_scaled: float")
+    .Output("f: int32")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle kernel, vector;
+      TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(1), 1, &kernel));
+      for (int i = 2; i <= 4; ++i) TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 1, &vector));
+      c->set_output(0, c->input(0));
+      c->set_output(1, c->input(1));
+      c->set_output(2, c->input(2));
+      c->set_output(3, c->Scalar());
+      return tensorflow::OkStatus();
+    })
+    .Doc(R"doc(
+The operands of an exact convolution (tfcomp.exact): the input rounded to its power-of-two
+grid 2^-f (given as the integers X = x 2^f), the kernel rounded to the grid 2^-e_c of each
+output channel c and scaled by 2^-f, and the bias rounded to the accumulator grid
+2^-(e_c + f), where e_c = min(finest_c, room_c - f). Any convolution of x_int with
+kernel_scaled, plus bias_scaled, then sums integers below 2^24 steps: float32 computes it
+exactly, in any order.
+
+x: any shape, finite.
+kernel: [..., out], finite.
+bias, finest, room: [out]; finest and room from tfcomp.exact.weight_grids.
+activation_bits: |X| <= 2^(activation_bits - 1).
+)doc");
+
 REGISTER_OP("TfcompTableEncode")
     .Input("values: int32")
     .Input("indexes: int32")

@@ -1,12 +1,17 @@
 // TensorFlow CPU kernels around the plain C++ coders in ops/lib. Every input is validated
 // here or in the coder; any problem becomes InvalidArgument, never a crash.
+#include <algorithm>
+#include <atomic>
 #include <string>
+#include <vector>
 
+#include "ops/lib/exact_grid.h"
 #include "ops/lib/mixture_coder.h"
 #include "ops/lib/table_coder.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
+#include "tensorflow/core/util/work_sharder.h"
 
 namespace tfcomp {
 namespace {
@@ -312,6 +317,72 @@ class MixtureDecodeOp : public MixtureOpBase {
   }
 };
 
+class ExactOperandsOp : public OpKernel {
+ public:
+  explicit ExactOperandsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation_bits", &activation_bits_));
+  }
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    const Tensor& kernel = ctx->input(1);
+    const Tensor& bias = ctx->input(2);
+    const Tensor& finest = ctx->input(3);
+    const Tensor& room = ctx->input(4);
+    OP_REQUIRES(ctx, kernel.dims() >= 1, errors::InvalidArgument("kernel must have an output "
+                                                                 "axis"));
+    const int64_t out = kernel.dim_size(kernel.dims() - 1);
+    for (const Tensor* t : {&bias, &finest, &room}) {
+      OP_REQUIRES(ctx, t->dims() == 1 && t->dim_size(0) == out,
+                  errors::InvalidArgument("bias, finest and room must be [", out, "], got ",
+                                          t->shape().DebugString()));
+    }
+    Tensor *x_int, *w, *b, *f;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &x_int));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, kernel.shape(), &w));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, bias.shape(), &b));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape{}, &f));
+    ExactOperands in;
+    in.x = x.flat<float>().data();
+    in.n = x.NumElements();
+    in.kernel = kernel.flat<float>().data();
+    in.k = kernel.NumElements();
+    in.bias = bias.flat<float>().data();
+    in.finest = finest.flat<int32_t>().data();
+    in.room = room.flat<int32_t>().data();
+    in.out = out;
+    in.activation_bits = activation_bits_;
+    OP_REQUIRES(ctx, activation_bits_ <= 23,
+                errors::InvalidArgument("activation_bits must be at most 23"));
+    // The input's two passes (its largest magnitude, then X) split across the CPU threads:
+    // a maximum and elementwise roundings give the same numbers however they are split.
+    auto* workers = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+    const int64_t cost = 4;  // cycles per value, roughly
+    std::atomic<uint32_t> peak{0};
+    tensorflow::Shard(workers->NumThreads(), workers, in.n, cost,
+                      [&](int64_t begin, int64_t end) {
+                        const uint32_t local = ExactPeakBits(in.x + begin, end - begin);
+                        uint32_t seen = peak.load();
+                        while (local > seen && !peak.compare_exchange_weak(seen, local)) {
+                        }
+                      });
+    OP_REQUIRES(ctx, peak.load() < kExactNonFinite,
+                errors::InvalidArgument("input has a non-finite value"));
+    const int32_t grid = ExactInputGrid(peak.load(), activation_bits_);
+    TFCOMP_CHECK_OK(ctx, ExactWeightOperands(in, grid, w->flat<float>().data(),
+                                             b->flat<float>().data()));
+    float* x_out = x_int->flat<float>().data();
+    tensorflow::Shard(workers->NumThreads(), workers, in.n, cost,
+                      [&](int64_t begin, int64_t end) {
+                        ExactRoundInput(in.x + begin, end - begin, grid, x_out + begin);
+                      });
+    f->scalar<int32_t>()() = grid;
+  }
+
+ private:
+  int activation_bits_;
+};
+
+REGISTER_KERNEL_BUILDER(Name("TfcompExactOperands").Device(DEVICE_CPU), ExactOperandsOp);
 REGISTER_KERNEL_BUILDER(Name("TfcompTableEncode").Device(DEVICE_CPU), TableEncodeOp);
 REGISTER_KERNEL_BUILDER(Name("TfcompTableDecode").Device(DEVICE_CPU), TableDecodeOp);
 REGISTER_KERNEL_BUILDER(Name("TfcompCdfEncode").Device(DEVICE_CPU), CdfEncodeOp);

@@ -25,6 +25,7 @@ import math
 import tensorflow as tf
 
 from tfcomp import ops
+from tfcomp import exact
 
 # The coder's own parameter ranges: log-scales are clamped to [-8, 8].
 LOG_SCALE_MIN = -8.0
@@ -200,7 +201,7 @@ def split_params(raw, channels, components, base_means=None):
   means = part(n, channels)
   if base_means is not None:
     means += base_means[..., None]
-  coeffs = tf.tanh(part(3 * n, num_coeffs))
+  coeffs = exact.tanh(part(3 * n, num_coeffs))
   folded = [means[..., 0, :]]
   for c in range(1, channels):
     folded.append(means[..., c, :] - sum(coeffs[..., c * (c - 1) // 2 + j, :] * means[..., j, :]

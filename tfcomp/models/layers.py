@@ -2,9 +2,10 @@
 import tensorflow as tf
 
 from tfcomp import metrics
+from tfcomp import exact as exact_
 
 
-class _Conv2D(tf.keras.layers.Conv2D):
+class Conv(tf.keras.layers.Conv2D):
   """Keras Conv2D whose dilated form also works on maps smaller than the dilation.
 
   Keras's 'same' dilated convolution goes through space-to-batch, which fails on maps
@@ -15,11 +16,38 @@ class _Conv2D(tf.keras.layers.Conv2D):
   a convolution reading the concatenation of three feature maps has three input groups,
   one feeding depth_to_space(2) four output groups. tfcomp.training needs it to widen a
   trained convolution, which grows each group rather than the whole axis.
+
+  With `exact`, it computes on tfcomp.exact's grids: the same result on every
+  machine, as the networks whose outputs become probabilities must.
   """
 
-  def __init__(self, *args, channel_groups=(1, 1), **kwargs):
+  def __init__(self, *args, channel_groups=(1, 1), exact=False, **kwargs):
     super().__init__(*args, **kwargs)
     self.channel_groups = tuple(int(g) for g in channel_groups)
+    self.exact = bool(exact)
+    self._frozen_grids = None  # see freeze_exact_grids
+
+  @property
+  def upsampling(self):
+    """The factor by which it upsamples (see UpConv); 1: none."""
+    return 1
+
+  def call(self, inputs, training=False):
+    convolve = self.convolution_op if training else self._inference_convolution
+    if self.exact:
+      outputs = exact_.conv(inputs, self.kernel, self.bias, convolve, training=training,
+                            up=self.upsampling,
+                            frozen=None if training else self._frozen_grids)
+    else:
+      outputs = tf.nn.bias_add(convolve(inputs, self.kernel), self.bias)
+    return outputs if self.activation is None else self.activation(outputs)
+
+  def _inference_convolution(self, inputs, kernel):
+    if max(self.dilation_rate) == 1:
+      return self.convolution_op(inputs, kernel)
+    # CPU TensorFlow has a native dilated convolution but no gradient for it; coding
+    # needs no gradient, and the native one is about 1.6x faster.
+    return tf.nn.conv2d(inputs, kernel, self.strides, "SAME", dilations=self.dilation_rate)
 
   def convolution_op(self, inputs, kernel):
     if max(self.dilation_rate) == 1:
@@ -32,34 +60,91 @@ class _Conv2D(tf.keras.layers.Conv2D):
 
 
 def conv(filters, kernel_size, strides=1, dilation_rate=1, name=None,
-         kernel_initializer="glorot_uniform", in_groups=1, out_groups=1):
+         kernel_initializer="glorot_uniform", in_groups=1, out_groups=1, exact=False):
   """'same'-padded 2-D convolution with bias, the only convolution the models use.
 
   in_groups / out_groups: how many feature maps of equal depth its input concatenates and
-  its output holds (see _Conv2D); they matter only for widening a trained model.
+  its output holds (see Conv); they matter only for widening a trained model.
+  exact: compute on tfcomp.exact's grids (networks that feed a probability).
   """
-  return _Conv2D(filters, kernel_size, strides=strides, padding="same",
+  return Conv(filters, kernel_size, strides=strides, padding="same",
                  dilation_rate=dilation_rate, name=name, kernel_initializer=kernel_initializer,
-                 channel_groups=(in_groups, out_groups))
+                 channel_groups=(in_groups, out_groups), exact=exact)
+
+
+class UpConv(Conv):
+  """Upsampling by `strides` followed by a 'same' convolution: tensorflow-compression's
+  SignalConv2D(corr=False, strides_up=s, padding="same_zeros"), the hyperprior's h_s,
+  whose output is s times its input's size. The kernel is [k, k, in, out] as in Conv2D."""
+
+  @property
+  def upsampling(self):
+    return self.strides[0]
+
+  def convolution_op(self, inputs, kernel):
+    size = self.kernel_size[0]
+    stride = self.strides[0]
+    shape = tf.shape(inputs)
+    output_shape = tf.stack([shape[0], shape[1] * stride, shape[2] * stride, self.filters])
+    pad = (size // 2, (size - 1) // 2)
+    return tf.nn.conv2d_transpose(inputs, tf.transpose(kernel, [0, 1, 3, 2]), output_shape,
+                                  strides=stride, padding=[(0, 0), pad, pad, (0, 0)])
+
+  def _inference_convolution(self, inputs, kernel):
+    return self.convolution_op(inputs, kernel)
+
+  def compute_output_shape(self, input_shape):
+    b, h, w, _ = tf.TensorShape(input_shape).as_list()
+    up = lambda n: None if n is None else n * self.strides[0]  # noqa: E731
+    return tf.TensorShape([b, up(h), up(w), self.filters])
+
+
+def up_conv(filters, kernel_size, strides=2, activation=None, name=None, exact=False):
+  """Upsampling convolution (see UpConv), with bias."""
+  return UpConv(filters, kernel_size, strides=strides, activation=activation, name=name,
+                   exact=exact)
 
 
 def is_conv(layer):
   """Whether `layer` is one of conv()'s convolutions (whose channel_groups are known)."""
-  return isinstance(layer, _Conv2D)
+  return isinstance(layer, Conv)
+
+
+def snap_exact_kernels(model):
+  """Rounds the kernels of `model`'s exact convolutions to their finest grids, as stored
+  models keep them: the exact path finds the same grids in the rounded kernels and
+  computes what it did (a grid it coarsens for a bias holds the rounded kernel as it
+  held the kernel), and the rounded floats compress better."""
+  for layer in model._flatten_layers(include_self=False):  # pylint: disable=protected-access
+    if is_conv(layer) and layer.exact and layer.built:
+      e = exact_.kernel_grids(layer.kernel, layer.upsampling)
+      layer.kernel.assign(tf.round(layer.kernel * exact_.pow2(e)) * exact_.pow2(-e))
+
+
+def freeze_exact_grids(model):
+  """Computes the kernel grids of `model`'s exact convolutions once, for a model whose
+  weights no longer change (a codec's): its coding functions then neither recompute them
+  nor trace the work, which the grids' search makes large. They are what the weights
+  give, so nothing coded changes; a model that trains on must not be frozen."""
+  for layer in model._flatten_layers(include_self=False):  # pylint: disable=protected-access
+    if is_conv(layer) and layer.exact and layer.built:
+      layer._frozen_grids = tuple(  # pylint: disable=protected-access
+          t.numpy() for t in exact_.weight_grids(layer.kernel, layer.bias, layer.upsampling))
 
 
 class ResBlock(tf.keras.layers.Layer):
   """EDSR residual block (Lim et al. 2017): conv, ReLU, conv, plus the input; no batch norm."""
 
-  def __init__(self, filters, kernel_size=3, **kwargs):
+  def __init__(self, filters, kernel_size=3, exact=False, **kwargs):
     super().__init__(**kwargs)
     self.filters = filters
     self.kernel_size = kernel_size
-    self.conv1 = conv(filters, kernel_size, name="conv1")
-    self.conv2 = conv(filters, kernel_size, name="conv2")
+    self.exact = exact
+    self.conv1 = conv(filters, kernel_size, name="conv1", exact=exact)
+    self.conv2 = conv(filters, kernel_size, name="conv2", exact=exact)
 
-  def call(self, x):
-    return x + self.conv2(tf.nn.relu(self.conv1(x)))
+  def call(self, x, training=False):
+    return x + self.conv2(tf.nn.relu(self.conv1(x, training=training)), training=training)
 
   def make_identity(self):
     """Zeroes conv2, so the block passes its input through: a block added to a trained
@@ -69,7 +154,8 @@ class ResBlock(tf.keras.layers.Layer):
       v.assign(tf.zeros_like(v))
 
   def get_config(self):
-    return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}
+    return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+            "exact": self.exact}
 
 
 class ResidualBody(tf.keras.layers.Layer):
@@ -80,23 +166,26 @@ class ResidualBody(tf.keras.layers.Layer):
   computing what it did.
   """
 
-  def __init__(self, filters, num_blocks, kernel_size=3, **kwargs):
+  def __init__(self, filters, num_blocks, kernel_size=3, exact=False, **kwargs):
     super().__init__(**kwargs)
     self.filters = filters
     self.num_blocks = num_blocks
     self.kernel_size = kernel_size
-    self.blocks = [ResBlock(filters, kernel_size, name=f"block{i}") for i in range(num_blocks)]
-    self.last = conv(filters, kernel_size, name="last", kernel_initializer="zeros")
+    self.exact = exact
+    self.blocks = [ResBlock(filters, kernel_size, exact=exact, name=f"block{i}")
+                   for i in range(num_blocks)]
+    self.last = conv(filters, kernel_size, name="last", kernel_initializer="zeros",
+                     exact=exact)
 
-  def call(self, x):
+  def call(self, x, training=False):
     y = x
     for block in self.blocks:
-      y = block(y)
-    return x + self.last(y)
+      y = block(y, training=training)
+    return x + self.last(y, training=training)
 
   def get_config(self):
     return {**super().get_config(), "filters": self.filters, "num_blocks": self.num_blocks,
-            "kernel_size": self.kernel_size}
+            "kernel_size": self.kernel_size, "exact": self.exact}
 
 
 class AtrousProbabilityClassifier(tf.keras.layers.Layer):
@@ -107,15 +196,16 @@ class AtrousProbabilityClassifier(tf.keras.layers.Layer):
   """
 
   def __init__(self, filters, outputs, rates=(1, 2, 4), kernel_size=3, initial_output=None,
-               zero_kernel=True, **kwargs):
+               zero_kernel=True, exact=False, **kwargs):
     super().__init__(**kwargs)
     self.filters = filters
     self.outputs = outputs
     self.rates = tuple(rates)
     self.kernel_size = kernel_size
-    self.branches = [conv(filters, kernel_size, dilation_rate=r, name=f"atrous{r}")
-                     for r in self.rates]
-    self.linear = conv(outputs, 1, name="linear", in_groups=len(self.rates))
+    self.exact = exact
+    self.branches = [conv(filters, kernel_size, dilation_rate=r, name=f"atrous{r}",
+                          exact=exact) for r in self.rates]
+    self.linear = conv(outputs, 1, name="linear", in_groups=len(self.rates), exact=exact)
     if initial_output is not None:
       # Start from a fixed, sensible output (bias = initial_output) rather than random
       # mixtures. With zero_kernel the output is exactly that everywhere, and gradients
@@ -127,21 +217,12 @@ class AtrousProbabilityClassifier(tf.keras.layers.Layer):
       self.linear.bias_initializer = tf.keras.initializers.Constant(list(initial_output))
 
   def call(self, x, training=False):
-    if training:
-      branches = [b(x) for b in self.branches]
-    else:
-      # CPU TensorFlow has a native dilated convolution but no gradient for it; coding
-      # needs no gradient, and the native one is about 1.6x faster.
-      for b in self.branches:
-        if not b.built:
-          b(x)  # creates the weights, under their proper names
-      branches = [tf.nn.bias_add(tf.nn.conv2d(x, b.kernel, 1, "SAME", dilations=r), b.bias)
-                  for b, r in zip(self.branches, self.rates)]
-    return self.linear(tf.concat(branches, axis=-1))
+    branches = [b(x, training=training) for b in self.branches]
+    return self.linear(tf.concat(branches, axis=-1), training=training)
 
   def get_config(self):
     return {**super().get_config(), "filters": self.filters, "outputs": self.outputs,
-            "rates": self.rates, "kernel_size": self.kernel_size}
+            "rates": self.rates, "kernel_size": self.kernel_size, "exact": self.exact}
 
 
 class SoftToHardQuantizer(tf.keras.layers.Layer):

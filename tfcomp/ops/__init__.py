@@ -11,6 +11,8 @@ Coders (interleaved rANS, 16-bit probabilities):
   * `mixture_encode` / `mixture_decode`: subpixels under discretized logistic mixtures,
     CDFs computed inside the kernel in fixed point.
   * `pmf_to_cdf`: deterministic quantization of PMFs into CDF rows.
+
+And `exact_operands`, the operands of tfcomp.exact's convolutions in one kernel.
 """
 import tensorflow as tf
 
@@ -19,7 +21,7 @@ from tfcomp.ops._loader import OpsNotBuiltError, library_path, load
 __all__ = [
     "OpsNotBuiltError", "library_path", "table_encode", "table_decode", "cdf_encode",
     "cdf_decode", "cdf_decode_chunk", "CDF_DECODE_START", "pmf_to_cdf", "mixture_encode",
-    "mixture_decode",
+    "mixture_decode", "exact_operands",
 ]
 
 
@@ -126,3 +128,13 @@ def mixture_decode(encoded, logit_weights, means, log_scales, coeffs, num_levels
   return load().tfcomp_mixture_decode(encoded, _f32(logit_weights), _f32(means),
                                       _f32(log_scales), _f32(coeffs), num_levels=num_levels,
                                       x_min=x_min, x_max=x_max)
+
+
+def exact_operands(x, kernel, bias, finest, room, activation_bits=11):
+  """(x_int, kernel_scaled, bias_scaled, f): an exact convolution's operands.
+
+  See tfcomp.exact.conv, which computes the same with TensorFlow operations (and
+  gradients): this kernel does it in one pass over the input for coding.
+  """
+  return load().tfcomp_exact_operands(_f32(x), _f32(kernel), _f32(bias), _i32(finest),
+                                      _i32(room), activation_bits=activation_bits)
