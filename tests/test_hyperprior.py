@@ -114,7 +114,7 @@ def test_damaged_files_raise_a_clear_error(tiny_codec):
 def test_refined_latents_cost_less_and_decode_to_what_the_encoder_fitted():
   from tfcomp import codecs, zoo  # pylint: disable=import-outside-toplevel
   # A trained model: an untrained one's distortion barely moves with its latents.
-  codec = zoo.load("hyperprior-ms-v3-q3")
+  codec = zoo.load("hyperprior-ms-v5-q3")
   image = testing.smooth_image(64, 128, 3, seed=6)
   plain = codecs.compress(image, codec)
   assert codecs.compress(image, codec, refine_steps=0) == plain

@@ -160,7 +160,7 @@ def test_val_refines_on_both_paths(tmp_path):
   for steps in (0, 10):
     out = str(tmp_path / f"val{steps}")
     # A trained model: an untrained one's rounded latents barely move.
-    _run(val, ["val.py", "--model", "hyperprior-ms-v3-q3", "--real_bpp", "--refine_steps",
+    _run(val, ["val.py", "--model", "hyperprior-ms-v5-q3", "--real_bpp", "--refine_steps",
                str(steps), "--out", out, str(tmp_path)])
     with open(os.path.join(out, "results.json")) as f:
       results[steps] = json.load(f)

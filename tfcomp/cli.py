@@ -106,8 +106,9 @@ def cmd_info(args, out):
     codec = zoo.load(parsed.model)
     installed = codec.weights_hash == parsed.weights_hash
     status = "installed" if installed else "NOT installed (other weights)"
-  except KeyError:
-    status = "NOT installed (unknown model)"
+  except KeyError as e:
+    status = "NOT installed (" + (f"model {e.reason}" if hasattr(e, "reason") else
+                                  "unknown model") + ")"
   details = codec.describe(parsed.sections, g) if codec and installed else []
   out.write(f"file: {args.file}\n"
             f"format version: {container.FORMAT_VERSION}\n"
@@ -164,10 +165,9 @@ def main(argv=None, out=None, err=None):
   for name in ("imagecodecs", "absl", "tensorflow"):
     logging.getLogger(name).setLevel(logging.CRITICAL)
   from tfcomp import codecs, container, io  # pylint: disable=import-outside-toplevel
-  from tfcomp.models import BackendError  # pylint: disable=import-outside-toplevel
   from tfcomp.ops import OpsNotBuiltError  # pylint: disable=import-outside-toplevel
   expected = (io.ImageError, codecs.UnsupportedImageError, container.FormatError,
-              OpsNotBuiltError, BackendError, OSError, KeyError, ValueError)
+              OpsNotBuiltError, OSError, KeyError, ValueError)
   try:
     COMMANDS[args.command](args, out)
   except UsageError as e:

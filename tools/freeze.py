@@ -5,13 +5,16 @@
 
 tools/train.py saves models as trained. Lossy models code with range-coding tables computed
 once from the trained prior and stored with the weights, so a decoder never rebuilds them;
-this tool computes and stores them. Lossless models need no tables and are copied as is.
-Zoo names are never reused for other weights: files record the weights hash.
+this tool computes and stores them (and the hyperprior's kernels as plain variables). The
+kernels of every exact convolution (tfcomp.exact) are stored rounded to their grids, which
+changes nothing they compute. Zoo names are never reused for other weights: files record
+the weights hash.
 """
 from absl import app, flags
 
 import toolbox  # first: it puts the repository on the path
 from tfcomp import io as tfcomp_io, models, training  # pylint: disable=wrong-import-order
+from tfcomp.models import layers
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("weights", None, "a model .npz written by tools/train.py",
@@ -23,8 +26,11 @@ flags.DEFINE_string("out", None, "the coding-ready .npz to write", flag_values=F
 
 def freeze(family, model):
   """The coding-ready .npz bytes of `model`."""
-  if hasattr(model, "make_compressible") and not model.compression:
+  if hasattr(model, "coding_copy"):
+    model = model.coding_copy()
+  elif hasattr(model, "make_compressible") and not model.compression:
     model.make_compressible()
+  layers.snap_exact_kernels(model)
   return models.to_bytes(model, family)
 
 

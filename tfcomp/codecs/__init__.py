@@ -19,6 +19,10 @@ from tfcomp import container
 # Lossless files carry a CRC-32 of the pixels, so that a decoder that does not reproduce the
 # encoder's probabilities exactly fails loudly instead of returning a wrong image.
 PIXEL_CRC_SECTION = "pixel_crc32"
+# Files are coded on the CPU, even where TensorFlow sees a GPU: the exact arithmetic of
+# tfcomp.exact needs float32 operations that round as IEEE specifies, and GPU convolutions
+# may run in TF32 or through FFT and Winograd algorithms, which do not.
+ON_CPU = "/CPU:0"
 # How messages name an image of C channels.
 CHANNEL_KINDS = {1: "gray", 2: "gray+alpha", 3: "RGB", 4: "RGBA"}
 
@@ -118,8 +122,9 @@ def compress(image, codec, refine_steps=0):
   image = np.ascontiguousarray(image)
   geometry = geometry_of(image)
   codec.check_image(image)
-  sections = dict(codec.compress(image, refine_steps=refine_steps) if refine_steps
-                  else codec.compress(image))
+  with tf.device(ON_CPU):
+    sections = dict(codec.compress(image, refine_steps=refine_steps) if refine_steps
+                    else codec.compress(image))
   if codec.lossless:
     sections[PIXEL_CRC_SECTION] = zlib.crc32(image.tobytes()).to_bytes(4, "little")
   return container.write(container.Container(codec.name, codec.weights_hash, geometry,
@@ -141,10 +146,10 @@ def decompress(data, load_codec):
   parsed = container.read(data)
   try:
     codec = load_codec(parsed.model)
-  except KeyError:
-    raise container.FormatError(
-        f"file was written by model {parsed.model!r}, which this tfcomp does not have "
-        "(see `tfcomp models`)") from None
+  except KeyError as e:  # a retired model's error gives its reason and replacement
+    reason = getattr(e, "reason", f"{parsed.model}, which this tfcomp does not have (see "
+                     "`tfcomp models`)")
+    raise container.FormatError(f"file was written by model {reason}") from None
   if codec.weights_hash != parsed.weights_hash:
     raise container.FormatError(
         f"file was written by another version of model {parsed.model!r} (weights "
@@ -154,7 +159,8 @@ def decompress(data, load_codec):
   if codec.lossless and crc is None:
     raise container.FormatError(f"lossless file lacks its {PIXEL_CRC_SECTION} section")
   try:
-    image = codec.decompress(sections, parsed.geometry)
+    with tf.device(ON_CPU):
+      image = codec.decompress(sections, parsed.geometry)
   except tf.errors.InvalidArgumentError as e:
     raise container.FormatError(f"corrupted payload: {op_error_message(e)}") from None
   g = parsed.geometry

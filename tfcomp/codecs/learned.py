@@ -23,13 +23,14 @@ class ModelCodec(codecs.Codec):
 
   def __init__(self, name, weights_path):
     from tfcomp import models  # pylint: disable=import-outside-toplevel  (TF-heavy)
-    models.check_deterministic_backend()
+    from tfcomp.models import layers  # pylint: disable=import-outside-toplevel
     self.name = name
     self.weights_path = weights_path
     with open(weights_path, "rb") as f:
       raw = f.read()
     self._hash = hashlib.sha256(raw).digest()[:16]
     self.family, self.model = models.from_bytes(raw)
+    layers.freeze_exact_grids(self.model)
 
   @property
   def weights_hash(self):

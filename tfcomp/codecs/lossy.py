@@ -3,6 +3,7 @@
     model.stream_names -> names of its strings, which become the file's sections
     model.compress(x [1, Hp, Wp, 3] uint8) -> [scalar string per stream]
     model.decompress(strings, Hp, Wp) -> x_hat float [1, Hp, Wp, 3]
+        = model.synthesis(model.decompress_latents(strings, Hp, Wp))
 
 Tiling and padding rules (fixed by the format):
   * images are cut into TILE x TILE tiles in raster order (edge tiles are smaller), each
@@ -102,6 +103,10 @@ class LossyModelCodec(learned.ModelCodec):
     self._compress_latents = tf.function(
         lambda y, z: tf.stack(self.model.compress_latents(y, z)), reduce_retracing=True)
     self._estimate_latents = tf.function(self._estimate_latents_fn, reduce_retracing=True)
+    self._decompress_latents = tf.function(
+        lambda strings, hp, wp: self.model.decompress_latents(
+            [strings[i] for i in range(len(self.model.stream_names))], hp, wp),
+        reduce_retracing=True)
 
   @staticmethod
   def _rgb(image):
@@ -137,7 +142,8 @@ class LossyModelCodec(learned.ModelCodec):
     return {name: container.pack_chunks([t[i] for t in tiles])
             for i, name in enumerate(self.model.stream_names)}
 
-  def decompress(self, sections, geometry):
+  def _tile_strings(self, sections, geometry):
+    """[((top, left, height, width), strings of the tile)] of a file's sections."""
     names = self.model.stream_names
     if set(sections) != set(names):
       raise container.FormatError(f"expected sections {sorted(names)}, found "
@@ -146,12 +152,24 @@ class LossyModelCodec(learned.ModelCodec):
     boxes = tile_boxes(geometry.height, geometry.width, TILE)
     per_stream = ([[sections[n]] for n in names] if len(boxes) == 1 else
                   [container.unpack_chunks(sections[n], len(boxes), n) for n in names])
+    return [(box, tf.constant([strings[i] for strings in per_stream]))
+            for i, box in enumerate(boxes)]
+
+  def decompress(self, sections, geometry):
     rgb = np.empty((geometry.height, geometry.width, 3), np.uint8)
-    for i, (top, left, h, w) in enumerate(boxes):
-      tile = self.serving.decompress(tf.constant([strings[i] for strings in per_stream]),
-                                     tf.constant([h, w], tf.int32))
+    for (top, left, h, w), strings in self._tile_strings(sections, geometry):
+      tile = self.serving.decompress(strings, tf.constant([h, w], tf.int32))
       rgb[top:top + h, left:left + w] = tile["image"].numpy()
     return self._as_channels(rgb, geometry.channels)
+
+  def decompress_latents(self, sections, geometry):
+    """[latents of each tile] (numpy, raster order): what the entropy decoder recovers
+    from a file's sections before synthesis; identical on every machine."""
+    latents = []
+    for (_, _, h, w), strings in self._tile_strings(sections, geometry):
+      hp, wp = learned.padded_size(h, w, self.model.block_size)
+      latents.append(self._decompress_latents(strings, hp, wp).numpy())
+    return latents
 
   def _estimate_latents_fn(self, tile, y, z):
     out = self.model(self.serving.padded(tile), training=False, latents=(y, z))

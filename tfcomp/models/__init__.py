@@ -9,7 +9,6 @@
 """
 import io
 import json
-import os
 
 import numpy as np
 import tensorflow as tf
@@ -20,29 +19,6 @@ from tfcomp.models.l3c import L3C
 from tfcomp.models.srec import SReC
 
 FAMILIES = {"l3c": L3C, "hyperprior": Hyperprior, "srec": SReC, "imgcomp": Imgcomp}
-
-
-class BackendError(RuntimeError):
-  """TensorFlow runs in a configuration in which coding would not be reproducible."""
-
-
-def check_deterministic_backend():
-  """Raises BackendError unless TensorFlow's oneDNN convolutions are on.
-
-  A learned codec's decoder must reproduce the encoder's network outputs bit for bit.
-  oneDNN's convolutions do so for any thread count; Eigen's (TensorFlow's default on CPUs
-  without AVX-512) do not. `import tfcomp` turns oneDNN on, but only if it runs before
-  TensorFlow is first imported.
-  """
-  try:
-    from tensorflow.python.util import _pywrap_util_port  # pylint: disable=import-outside-toplevel
-  except ImportError:  # a TensorFlow without the probe: nothing to check
-    return
-  if not _pywrap_util_port.IsMklEnabled():
-    raise BackendError(
-        "learned codecs need TensorFlow's oneDNN convolutions for reproducible coding: "
-        "set TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported (import tfcomp first), "
-        f"got TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')!r}")
 
 
 def build(family, config):

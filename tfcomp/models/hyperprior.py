@@ -15,11 +15,18 @@ stride-2 (transposed) convolutions with ReLUs. The scale variant feeds |y| to h_
 predicts scales only. Training minimizes rate + lmbda * distortion; `make_compressible()`
 then freezes the range-coding tables into variables that ship with the weights.
 
+h_s's outputs pick y's coding tables and means, so h_s computes on tfcomp.exact's grids
+(in training too): a decoder on any machine recomputes them bit for bit, and y_hat, the
+decoded latents, are identical everywhere. g_s only shapes the reconstruction and stays
+in float: other machines may round a few pixels differently, by one level.
+
 With `ste_decoder`, training feeds g_s what coding will: y rounded around the mean, with
 straight-through gradients, while the rate is still taken on noisy y (the "mixed"
 quantization of Minnen & Singh, "Channel-wise Autoregressive Entropy Models for Learned
 Image Compression", ICIP 2020). Noise alone trains g_s on inputs it never sees at test.
 """
+import functools
+
 import tensorflow as tf
 import tensorflow_compression as tfc
 
@@ -54,10 +61,14 @@ def _coded_bits(cdf, cdf_offset, tables, symbols):
   return bits + tf.where(escape, gamma_bits, 0.0)
 
 
-def _conv(filters, kernel, down=1, up=1, activation=None, bias=True, name=None):
+KERNEL_PARAMETERS = ("rdft", "variable")
+
+
+def _conv(filters, kernel, down=1, up=1, activation=None, bias=True, name=None,
+          kernel_parameter="rdft"):
   return tfc.SignalConv2D(filters, (kernel, kernel), corr=up == 1, strides_down=down,
                           strides_up=up, padding="same_zeros", use_bias=bias,
-                          activation=activation, name=name)
+                          activation=activation, name=name, kernel_parameter=kernel_parameter)
 
 
 class Hyperprior(tf.keras.Model):
@@ -74,6 +85,9 @@ class Hyperprior(tf.keras.Model):
     num_scales, scale_min, scale_max: the table of Gaussian scales y's coder uses.
     ste_decoder: train g_s on rounded y (straight-through) instead of noisy y; the rate
       term is unchanged. It only changes training, so weights load either way.
+    kernel_parameter: how g_a, g_s and h_a hold their kernels: "rdft" (tensorflow-
+      compression's reparameterization, which trains better) or "variable" (the kernels
+      themselves, as `coding_copy` stores them: smaller, and faster to run).
     compression: hold range-coding tables. The tables start as empty placeholders that
       `tfcomp.models.load` fills from the stored weights; `make_compressible()` computes
       them from a trained prior instead.
@@ -84,8 +98,8 @@ class Hyperprior(tf.keras.Model):
 
   def __init__(self, num_filters=128, latent_channels=192, hyper_filters=128,
                variant="mean_scale", distortion="mse", lmbda=0.01, num_scales=64,
-               scale_min=0.11, scale_max=256.0, ste_decoder=False, compression=False,
-               **kwargs):
+               scale_min=0.11, scale_max=256.0, ste_decoder=False, kernel_parameter="rdft",
+               compression=False, **kwargs):
     super().__init__(**kwargs)
     if variant not in VARIANTS:
       raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -99,6 +113,9 @@ class Hyperprior(tf.keras.Model):
       raise ValueError(f"need 0 < scale_min < scale_max, got {scale_min}, {scale_max}")
     if not lmbda > 0:
       raise ValueError(f"lmbda must be positive, got {lmbda}")
+    if kernel_parameter not in KERNEL_PARAMETERS:
+      raise ValueError(f"kernel_parameter must be one of {KERNEL_PARAMETERS}, got "
+                       f"{kernel_parameter!r}")
     self.num_filters = int(num_filters)
     self.latent_channels = int(latent_channels)
     self.hyper_filters = int(hyper_filters)
@@ -109,26 +126,28 @@ class Hyperprior(tf.keras.Model):
     self.scale_min = float(scale_min)
     self.scale_max = float(scale_max)
     self.ste_decoder = bool(ste_decoder)
+    self.kernel_parameter = kernel_parameter
     self.compression = False
 
     n, m, h = self.num_filters, self.latent_channels, self.hyper_filters
+    conv = functools.partial(_conv, kernel_parameter=kernel_parameter)
     self.g_a = tf.keras.Sequential(
-        [_conv(n, 5, down=2, activation=tfc.GDN(name=f"gdn_{i}"), name=f"layer_{i}")
-         for i in range(3)] + [_conv(m, 5, down=2, name="layer_3")], name="g_a")
+        [conv(n, 5, down=2, activation=tfc.GDN(name=f"gdn_{i}"), name=f"layer_{i}")
+         for i in range(3)] + [conv(m, 5, down=2, name="layer_3")], name="g_a")
     self.g_s = tf.keras.Sequential(
-        [_conv(n, 5, up=2, activation=tfc.GDN(inverse=True, name=f"igdn_{i}"),
-               name=f"layer_{i}") for i in range(3)] + [_conv(3, 5, up=2, name="layer_3")],
+        [conv(n, 5, up=2, activation=tfc.GDN(inverse=True, name=f"igdn_{i}"),
+              name=f"layer_{i}") for i in range(3)] + [conv(3, 5, up=2, name="layer_3")],
         name="g_s")
     self.h_a = tf.keras.Sequential([
-        _conv(h, 3, activation=tf.nn.relu, name="layer_0"),
-        _conv(h, 5, down=2, activation=tf.nn.relu, name="layer_1"),
-        _conv(h, 5, down=2, bias=False, name="layer_2")], name="h_a")
+        conv(h, 3, activation=tf.nn.relu, name="layer_0"),
+        conv(h, 5, down=2, activation=tf.nn.relu, name="layer_1"),
+        conv(h, 5, down=2, bias=False, name="layer_2")], name="h_a")
     outputs = m if variant == "scale" else 2 * m
     self.h_s = tf.keras.Sequential([
-        _conv(h, 5, up=2, activation=tf.nn.relu, name="layer_0"),
-        _conv(h * 3 // 2 if variant == "mean_scale" else h, 5, up=2, activation=tf.nn.relu,
-              name="layer_1"),
-        _conv(outputs, 3, name="layer_2")], name="h_s")
+        layers.up_conv(h, 5, activation=tf.nn.relu, name="layer_0", exact=True),
+        layers.up_conv(h * 3 // 2 if variant == "mean_scale" else h, 5,
+                       activation=tf.nn.relu, name="layer_1", exact=True),
+        layers.conv(outputs, 3, name="layer_2", exact=True)], name="h_s")
     self.hyperprior = tfc.NoisyDeepFactorized(batch_shape=(h,))
     # Building the transforms directly: Keras' build would trace `call`, where the
     # untrained side model estimates its quantization offsets (tens of seconds).
@@ -144,7 +163,8 @@ class Hyperprior(tf.keras.Model):
             "hyper_filters": self.hyper_filters, "variant": self.variant,
             "distortion": self.distortion, "lmbda": self.lmbda, "num_scales": self.num_scales,
             "scale_min": self.scale_min, "scale_max": self.scale_max,
-            "ste_decoder": self.ste_decoder, "compression": self.compression}
+            "ste_decoder": self.ste_decoder, "kernel_parameter": self.kernel_parameter,
+            "compression": self.compression}
 
   @property
   def block_size(self):
@@ -195,8 +215,30 @@ class Hyperprior(tf.keras.Model):
         compression=True, side_tables=self._side_tables())
     self.compression = True
 
-  def _mean_and_index(self, z_hat, y_shape):
-    params = self.h_s(z_hat)[:, :y_shape[0], :y_shape[1], :]
+  def coding_copy(self):
+    """A copy with frozen range-coding tables (`make_compressible`) and its kernels held
+    as plain variables (kernel_parameter "variable"), as the zoo ships lossy models."""
+    if not self.compression:
+      self.make_compressible()
+    copy = Hyperprior(**{**self.get_config(), "kernel_parameter": "variable"})
+    def besides_kernel(layer):  # biases, GDN parameters
+      return [v for v in layer.weights if not v.name.split("/")[-1].startswith("kernel")]
+
+    for net in ("g_a", "g_s", "h_a"):
+      for source, target in zip(getattr(self, net).layers, getattr(copy, net).layers):
+        target.kernel_parameter.assign(source.kernel)
+        for s, t in zip(besides_kernel(source), besides_kernel(target), strict=True):
+          t.assign(s)
+    for source, target in ((self.h_s, copy.h_s), (self.hyperprior, copy.hyperprior),
+                           (self.side_entropy_model, copy.side_entropy_model),
+                           (self.entropy_model, copy.entropy_model)):
+      for s, t in zip(source.variables, target.variables, strict=True):
+        t.assign(s)
+    return copy
+
+  def _mean_and_index(self, z_hat, y_shape, training=False):
+    # training: straight-through gradients through h_s's grids (tfcomp.exact)
+    params = self.h_s(z_hat, training=training)[:, :y_shape[0], :y_shape[1], :]
     if self.variant == "scale":
       return None, params
     mean, index = tf.split(params, 2, axis=-1)
@@ -226,7 +268,7 @@ class Hyperprior(tf.keras.Model):
                              axis=(1, 2, 3))
     else:
       z_hat, bits_z = side(z, training=training)
-    mean, index = self._mean_and_index(z_hat, tf.shape(y)[1:3])
+    mean, index = self._mean_and_index(z_hat, tf.shape(y)[1:3], training)
     if coding:  # the coder's table: the index clipped and truncated, as tfc's compress does
       y_hat = main.quantize(y, loc=mean)
       index = tf.clip_by_value(index, 0.0, self.num_scales - 1.0)
@@ -342,7 +384,8 @@ class Hyperprior(tf.keras.Model):
     def noise(like, stream):
       return tf.random.stateless_uniform(tf.shape(like), tf.stack([seed, stream]), -0.5, 0.5)
     z_hat = self.side_entropy_model.quantize(z)
-    mean, index = self._mean_and_index(z + tf.stop_gradient(z_hat - z), tf.shape(y)[1:3])
+    mean, index = self._mean_and_index(z + tf.stop_gradient(z_hat - z), tf.shape(y)[1:3],
+                                       training=True)
     index = tf.clip_by_value(index, 0.0, self.num_scales - 1.0)
     prior_y = tfc.NoisyNormal(loc=0.0, scale=self.scale_fn(index))
     coded_y = tfc.NoisyNormal(loc=0.0, scale=self.scale_fn(tf.floor(index)))  # compress's
@@ -374,13 +417,21 @@ class Hyperprior(tf.keras.Model):
     return [self.entropy_model.compress(y, index, loc=mean)[0],
             self.side_entropy_model.compress(z)[0]]
 
-  def decompress(self, strings, height, width):
-    """x_hat float [1, height, width, 3] (the padded size; 0..255, unrounded) from
-    `compress`'s strings."""
+  def decompress_latents(self, strings, height, width):
+    """y_hat [1, height / 16, width / 16, M] from `compress`'s strings (the padded size):
+    what the entropy decoder recovers, the same on every machine."""
     self._check_compressible()
     string_y, string_z = strings
     y_shape, z_shape = self.latent_shapes(height, width)
     z_hat = self.side_entropy_model.decompress(string_z[None], z_shape)
     mean, index = self._mean_and_index(z_hat, y_shape)
-    y_hat = self.entropy_model.decompress(string_y[None], index, loc=mean)
+    return self.entropy_model.decompress(string_y[None], index, loc=mean)
+
+  def synthesis(self, y_hat):
+    """x_hat float [1, H, W, 3] (0..255, unrounded) of decoded latents."""
     return self.g_s(y_hat) * 255.0
+
+  def decompress(self, strings, height, width):
+    """x_hat float [1, height, width, 3] (the padded size; 0..255, unrounded) from
+    `compress`'s strings."""
+    return self.synthesis(self.decompress_latents(strings, height, width))

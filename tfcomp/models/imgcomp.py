@@ -470,6 +470,15 @@ class Imgcomp(tf.keras.Model):
   def decompress(self, strings, height, width):
     """x_hat float [1, height, width, 3] (padded sizes; 0..255, unrounded) from
     `compress`'s strings."""
+    return self.synthesis(self.decompress_latents(strings, height, width))
+
+  def synthesis(self, q_hat):
+    """x_hat float [1, H, W, 3] (0..255, unrounded) of decoded latents."""
+    return self._synthesis(q_hat)
+
+  def decompress_latents(self, strings, height, width):
+    """q_hat [1, height / 8, width / 8, C] (center values) from `compress`'s strings (the
+    padded size): what the context model's decoder recovers, the same on every machine."""
     (encoded,) = strings
     depth, h, w = self.latent_channels, height // 8, width // 8
     positions, starts, ends, taps = self._layout(depth, h, w)
@@ -492,6 +501,5 @@ class Imgcomp(tf.keras.Model):
         (0, windows, values, tf.constant(ops.CDF_DECODE_START, tf.int64)))
     _, values, _ = decode(steps - 1, windows, values, state, True)
     symbols = tf.scatter_nd(positions, values.concat(), [depth, h, w])
-    q_hat = tf.gather(self.centers, tf.transpose(symbols, [1, 2, 0]))[None]
-    return self._synthesis(q_hat)
+    return tf.gather(self.centers, tf.transpose(symbols, [1, 2, 0]))[None]
 

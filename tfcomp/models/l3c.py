@@ -56,9 +56,9 @@ class _Decoder(tf.keras.layers.Layer):
 
   def __init__(self, filters, num_blocks, kernel_size, **kwargs):
     super().__init__(**kwargs)
-    self.head = layers.conv(filters, 1, name="head")
-    self.body = layers.ResidualBody(filters, num_blocks, kernel_size, name="body")
-    self.tail = layers.conv(4 * filters, 3, name="tail", out_groups=4)
+    self.head = layers.conv(filters, 1, name="head", exact=True)
+    self.body = layers.ResidualBody(filters, num_blocks, kernel_size, exact=True, name="body")
+    self.tail = layers.conv(4 * filters, 3, name="tail", out_groups=4, exact=True)
 
   def call(self, z, fused=None):
     x = self.head(z)
@@ -143,9 +143,10 @@ class L3C(tf.keras.Model):
             num_features, self._num_params(s), self.atrous_rates, kernel_size,
             initial_output=(initial_params(3, num_components, INITIAL_RGB_LOG_SCALE)
                             if self._channel_ar(s) else None),
-            zero_kernel=False, name=f"P{s + 1}")
+            zero_kernel=False, exact=True, name=f"P{s + 1}")
         for s in range(nets)]
-    self._step = tf.function(self._step_impl, reduce_retracing=True)
+    # No AutoGraph: the step has no data-dependent Python control flow (see SReC).
+    self._step = tf.function(self._step_impl, autograph=False, reduce_retracing=True)
     # XLA fuses the mixture's many elementwise ops (3x faster on CPU); the convolutions
     # stay with oneDNN, which beats XLA's CPU convolutions. One function per scale: their
     # depths differ, so a shared one would retrace (and recompile) at every scale.

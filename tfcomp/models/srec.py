@@ -130,11 +130,12 @@ class _SubstepNet(tf.keras.layers.Layer):
 
   def __init__(self, filters, num_blocks, kernel_size, context_out=True, **kwargs):
     super().__init__(**kwargs)
-    self.head = layers.conv(filters, 1, name="head")
-    self.body = layers.ResidualBody(filters, num_blocks, kernel_size, name="body")
-    self.tail = layers.conv(filters, 1, name="tail")
+    self.head = layers.conv(filters, 1, name="head", exact=True)
+    self.body = layers.ResidualBody(filters, num_blocks, kernel_size, exact=True, name="body")
+    self.tail = layers.conv(filters, 1, name="tail", exact=True)
     # The image's last sub-step passes no context on.
-    self.to_context = layers.conv(filters, kernel_size, name="to_context") if context_out else None
+    self.to_context = (layers.conv(filters, kernel_size, name="to_context", exact=True)
+                       if context_out else None)
 
   def call(self, x, context=None):
     h = self.head(x)
@@ -190,13 +191,17 @@ class SReC(tf.keras.Model):
     start = initial_params(3, num_components, INITIAL_LOG_SCALE)
     self.classifiers = [[layers.AtrousProbabilityClassifier(
         num_features, num_params(3, num_components), self.atrous_rates, kernel_size,
-        initial_output=start, name=f"P{l}_{i}") for i in range(3)] for l in range(num_levels)]
-    self.upsamplers = [layers.conv(4 * num_features, 3, name=f"up{l}", out_groups=4)
+        initial_output=start, exact=True, name=f"P{l}_{i}") for i in range(3)]
+        for l in range(num_levels)]
+    self.upsamplers = [layers.conv(4 * num_features, 3, name=f"up{l}", out_groups=4, exact=True)
                        for l in range(num_levels - 1)]
     # One traced function per sub-step: their inputs differ in depth, so a single function
     # would retrace nine times per image size (and warn about it).
-    self._steps = [[tf.function(functools.partial(self._step_impl, l, i), reduce_retracing=True)
-                    for i in range(3)] for l in range(num_levels)]
+    # No AutoGraph: the steps have no data-dependent Python control flow, and converting
+    # every layer's code made tracing them (once per image shape) ten times slower.
+    self._steps = [[tf.function(functools.partial(self._step_impl, l, i), autograph=False,
+                                reduce_retracing=True) for i in range(3)]
+                   for l in range(num_levels)]
     self._slice_bits = tf.function(self._slice_bits_impl, jit_compile=True,
                                    reduce_retracing=True)
     self._top = TOP_CODERS[top_coder]()
