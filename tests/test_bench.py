@@ -136,13 +136,13 @@ def test_lossless_and_lossy_runs_end_to_end(folder, tmp_path):
 
 
 def test_refined_models_join_as_their_own_curves():
-  chosen = bench.select_codecs(False, ["jpeg-420"], ["hyperprior-ms-v3-q1", "imgcomp-v5-c"],
+  chosen = bench.select_codecs(False, ["jpeg-420"], ["hyperprior-ms-v5-q1", "imgcomp-v5-c"],
                                refine_steps=5)
-  assert [c.name for c in chosen] == ["jpeg-420", "tfcomp:hyperprior-ms-v3-q1",
+  assert [c.name for c in chosen] == ["jpeg-420", "tfcomp:hyperprior-ms-v5-q1",
                                       "tfcomp:imgcomp-v5-c",
-                                      "tfcomp:hyperprior-ms-v3-q1+refine5"]
+                                      "tfcomp:hyperprior-ms-v5-q1+refine5"]
   refined = chosen[-1]
-  assert refined.curve == "tfcomp:hyperprior-ms-v3+refine5" and refined.refine_steps == 5
+  assert refined.curve == "tfcomp:hyperprior-ms-v5+refine5" and refined.refine_steps == 5
   assert "refined in 5 steps" in refined.library
 
 

@@ -121,6 +121,7 @@ def _check_error(tmp_path, argv, message, output=None):
   assert set(os.listdir(tmp_path)) == before  # nothing written, no temporary left
   if output:
     assert not os.path.exists(output)
+  return status, stderr
 
 
 def test_bad_inputs_give_one_clear_line_and_no_output(tmp_path):
@@ -169,6 +170,25 @@ def test_file_from_another_model_version_is_refused(tmp_path):
                           (dict(model="l3c-future"), "does not have")):
     (tmp_path / "other.tfc").write_bytes(container.write(dataclasses.replace(parsed, **change)))
     _check_error(tmp_path, ["decompress", tmp_path / "other.tfc", tmp_path / "o.png"], message)
+
+
+@pytest.mark.parametrize("old,new", [("srec-small-v3", "srec-small-v5"),
+                                     ("hyperprior-ms-v4-q2", "hyperprior-ms-v5-q2"),
+                                     ("imgcomp-v4-c", "imgcomp-v5-c")])
+def test_retired_models_are_refused_naming_their_replacement(tmp_path, old, new):
+  """Files of the machine-bound generations (and of superseded ones no longer shipped)."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  from tfcomp import container  # pylint: disable=import-outside-toplevel
+  coded = round_trip(tmp_path, testing.smooth_image(8, 8, 3))
+  parsed = container.read(coded.read_bytes())
+  (tmp_path / "old.tfc").write_bytes(container.write(dataclasses.replace(parsed, model=old)))
+  message = f"{old}, which was retired"
+  _check_error(tmp_path, ["decompress", tmp_path / "old.tfc", tmp_path / "o.png"], message)
+  status, stderr = _check_error(tmp_path, ["compress", "--model", old, coded, tmp_path / "y.tfc"],
+                                message)
+  assert f"{new} replaces it" in stderr and "0.1.0" in stderr
+  status, stdout, _ = run_cli("info", tmp_path / "old.tfc")
+  assert status == 0 and f"NOT installed (model {old}, which was retired" in stdout
 
 
 def test_console_script_in_a_subprocess(tmp_path):
@@ -225,10 +245,10 @@ def test_default_model_falls_back_for_images_it_cannot_code(tmp_path):
 def test_refined_encoding_through_the_command_decodes_as_usual(tmp_path):
   image = testing.smooth_image(37, 23, 3, seed=8)
   src = save(tmp_path / "in.png", image)
-  status, stdout, stderr = run_cli("compress", "--model", "hyperprior-ms-v3-q1",
+  status, stdout, stderr = run_cli("compress", "--model", "hyperprior-ms-v5-q1",
                                    "--refine_steps", "3", src, tmp_path / "x.tfc")
   assert (status, stderr) == (0, ""), stderr
-  assert "hyperprior-ms-v3-q1" in stdout
+  assert "hyperprior-ms-v5-q1" in stdout
   assert run_cli("decompress", tmp_path / "x.tfc", tmp_path / "out.png")[0] == 0
   assert metrics.psnr(image, io.read_image(tmp_path / "out.png")) > 20
 

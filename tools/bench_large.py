@@ -1,6 +1,6 @@
 """Time and peak memory of coding one large image with zoo models, each in a fresh process.
 
-    python tools/bench_large.py --models l3c-small-v1,fixedpred-v1 [--size 6000x4000] \
+    python tools/bench_large.py --models l3c-small-v3,fixedpred-v1 [--size 6000x4000] \
         [--benchmarks_md]
 
 The image is a photo-like mosaic (`tfcomp.testing.photo_mosaic`) or --image FILE. Each

@@ -1,7 +1,7 @@
 """Rate-distortion plots from the benchmark harness's results.json.
 
     python tools/plot.py bench_out/results.json [--out DIR] [--dataset kodak]
-        [--curves imgcomp-v1,jpeg-420,webp]
+        [--curves imgcomp-v5,jpeg-420,webp]
 
 For each dataset of a lossy run (or the one named) it writes DIR/rd_<dataset>_psnr.png
 (bpp vs PSNR-RGB) and DIR/rd_<dataset>_ms_ssim.png (bpp vs MS-SSIM), one line per RD

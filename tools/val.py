@@ -1,6 +1,6 @@
 """Evaluates a tfcomp model on a dataset: estimated rates, and real ones with --real_bpp.
 
-    python tools/val.py --model l3c-small-v1 ../shared/datasets/kodak [--real_bpp]
+    python tools/val.py --model l3c-small-v3 ../shared/datasets/kodak [--real_bpp]
     python tools/val.py --weights runs/l3c-small/model.npz "kodak/*.png" --real_bpp
 
 DATASET is a folder, an (escaped) glob or tfds:NAME. Per image it reports the estimated

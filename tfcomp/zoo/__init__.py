@@ -35,13 +35,11 @@ def _learned(name):
   return codecs.from_weights(name, os.path.join(WEIGHTS_DIR, f"{name}.npz"))
 
 
-def _hyperprior(version, quality, lmbda, steps, ste_steps=0):
+def _hyperprior(version, quality, lmbda, made):
   name = f"hyperprior-ms-{version}-q{quality}"
-  decoder = f", the last {ste_steps} with a straight-through decoder" if ste_steps else ""
   return ZooEntry(name, "hyperprior", False,
-                  f"mean-scale hyperprior (Minnen et al. 2018, no context; config "
-                  f"small), MSE, lambda={lmbda}, {steps} CPU training steps{decoder}; "
-                  "8-bit gray, RGB",
+                  f"mean-scale hyperprior (Minnen et al. 2018, no context; config small), "
+                  f"MSE, lambda={lmbda}, {made}; 8-bit gray, RGB",
                   functools.partial(_learned, name), curve=f"hyperprior-ms-{version}")
 
 
@@ -49,12 +47,12 @@ def _hyperprior(version, quality, lmbda, steps, ste_steps=0):
 _LOSSLESS_PAPERS = {"srec": ("SReC", "Cao et al. 2020"), "l3c": ("L3C", "Mentzer et al. 2019")}
 
 
-def _lossless(family, version, config, steps, variant=""):
+def _lossless(family, version, config, made, variant=""):
   name = f"{family}-{config}-{version}"
   system, paper = _LOSSLESS_PAPERS[family]
   return ZooEntry(name, family, True,
-                  f"{system} ({paper}; config {config}{variant}, CPU-sized), {steps} CPU "
-                  "training steps; 8-bit gray, RGB", functools.partial(_learned, name))
+                  f"{system} ({paper}; config {config}{variant}, CPU-sized), {made}; "
+                  "8-bit gray, RGB", functools.partial(_learned, name))
 
 
 def _imgcomp(version, point, h_target, steps, variant=""):
@@ -66,71 +64,62 @@ def _imgcomp(version, point, h_target, steps, variant=""):
                   curve=f"imgcomp-{version}")
 
 
+# One model per family and rate point. The learned ones decide every probability with
+# tfcomp.exact's arithmetic, so their files decode on any machine (README: Portable files).
 ENTRIES = (
     ZooEntry("fixedpred-v1", "fixedpred", True,
              "non-learned baseline: gradient predictor, block-adaptive Laplacian tables; "
              "8/16-bit gray, gray+alpha, RGB, RGBA",
              functools.partial(_fixedpred, "fixedpred-v1")),
-    # One RD curve: q3 trained from scratch, the others fine-tuned from its step 3250.
-    _hyperprior("v1", 1, 0.0035, 4250),
-    _hyperprior("v1", 2, 0.0067, 4250),
-    _hyperprior("v1", 3, 0.013, 4500),
-    _hyperprior("v1", 4, 0.025, 4250),
-    # The same curve trained further: q3 continued to step 17,500, the others fine-tuned
-    # for 2,000 steps from its step 15,000.
-    _hyperprior("v2", 1, 0.0035, 17000),
-    _hyperprior("v2", 2, 0.0067, 17000),
-    _hyperprior("v2", 3, 0.013, 17500),
-    _hyperprior("v2", 4, 0.025, 17000),
-    # Each v2 run continued for 3,000 steps (q3 from step 19,250) with ste_decoder and a
-    # learning rate decaying from 1e-4.
-    _hyperprior("v3", 1, 0.0035, 20000, ste_steps=3000),
-    _hyperprior("v3", 2, 0.0067, 20000, ste_steps=3000),
-    _hyperprior("v3", 3, 0.013, 22250, ste_steps=3000),
-    _hyperprior("v3", 4, 0.025, 20000, ste_steps=3000),
-    # Each v3 point continued with ste_decoder, the learning rate decaying from 1e-4
-    # (half-life 6,000 steps): 7,800 steps for q1, q2 and q4, 11,400 for q3.
-    _hyperprior("v4", 1, 0.0035, 27800, ste_steps=10800),
-    _hyperprior("v4", 2, 0.0067, 27800, ste_steps=10800),
-    _hyperprior("v4", 3, 0.013, 33650, ste_steps=14400),
-    _hyperprior("v4", 4, 0.025, 27800, ste_steps=10800),
-    # Trained from scratch for one CPU session (its best 4-image Kodak eval).
-    _lossless("srec", "v1", "small", 3500, variant=", uniform top level"),
-    # v1 continued 2,000 steps, then 7,000 more with the gradient-coded top level.
-    _lossless("srec", "v2", "small", 12500, variant=", gradient-coded top level"),
-    # v2 grown to 4 residual blocks per sub-step network (the new ones start as the
-    # identity), then 6,000 steps of 4x144² crops.
-    _lossless("srec", "v3", "small", 18500,
+    # srec-small-v3 (18,500 CPU training steps) fine-tuned with the exact path in the loop.
+    _lossless("srec", "v5", "small", "srec-small-v3 fine-tuned on the exact path",
               variant=", 4 residual blocks, gradient-coded top level"),
-    # v3 widened to 48 features (weights reading the new channels start at zero), then
-    # 3,000 steps of 4x144² crops, the learning rate decaying from 7e-5 to 1.2e-5.
-    _lossless("srec", "v4", "small", 21500,
-              variant=", 48 features, 4 residual blocks, gradient-coded top level"),
-    # Trained from scratch for one CPU session (its best 4-image Kodak eval).
-    _lossless("l3c", "v1", "small", 12000),
-    # v1 continued for 3,000 steps of 8x96² crops, the learning rate decaying from 6e-5.
-    _lossless("l3c", "v2", "small", 15000),
-    # One RD curve: b trained from scratch, a and c fine-tuned from its step 2500.
-    _imgcomp("v1", "a", 0.4, 6500),
-    _imgcomp("v1", "b", 1.2, 6750),
-    _imgcomp("v1", "c", 1.9, 6500),
-    # The same runs, continued.
+    # l3c-small-v2 (15,000 CPU training steps) on the exact path.
+    _lossless("l3c", "v3", "small", "l3c-small-v2's weights on the exact path"),
+    # The v3 points (20,000 to 22,250 CPU training steps, the last 3,000 with a
+    # straight-through decoder), h_s re-made as exact convolutions.
+    _hyperprior("v5", 1, 0.0035, "hyperprior-ms-v3-q1 with an exact h_s"),
+    _hyperprior("v5", 2, 0.0067, "hyperprior-ms-v3-q2 with an exact h_s"),
+    _hyperprior("v5", 3, 0.013, "hyperprior-ms-v3-q3 with an exact h_s"),
+    _hyperprior("v5", 4, 0.025, "hyperprior-ms-v3-q4 with an exact h_s"),
+    # imgcomp's context model has always been exact. a: b's run forked at step 2,500 and
+    # continued; b: trained from scratch, its last ~4,000 steps at a constant learning
+    # rate of 3e-5; c: grown to three residual stacks on the way (README).
     _imgcomp("v2", "a", 0.4, 11250),
-    _imgcomp("v2", "b", 1.2, 11500),
-    _imgcomp("v2", "c", 1.9, 11250),
-    # b and c continued again, their last ~4,000 steps at a constant learning rate of 3e-5.
     _imgcomp("v3", "b", 1.2, 25000),
-    _imgcomp("v3", "c", 1.9, 21500),
-    # v3-c grown to two residual stacks (the new one starting as the identity) and trained
-    # on; its last 2,000 steps with the MSE term's weight cut from 0.5 to 0.1.
-    _imgcomp("v4", "c", 1.9, 28300, variant=" with two residual stacks"),
-    # v4-c's run continued 1,000 steps, then grown to three residual stacks and trained
-    # 4,000 steps more (MSE weight 0.1; the step with the best 4-image eval MS-SSIM).
     _imgcomp("v5", "c", 1.9, 33300, variant=" with three residual stacks"),
 )
+
+# Models no longer shipped: {name: (replacement, why)}. Their files are refused by name.
+_MACHINE_BOUND = ("its networks computed in plain floating point, so its files decode only "
+                  "on machines that sum like the encoder's")
+_SUPERSEDED = "its weights are no longer shipped"
+RETIRED = {
+    **{f"srec-small-v{v}": ("srec-small-v5", _MACHINE_BOUND) for v in (1, 2, 3, 4)},
+    **{f"l3c-small-v{v}": ("l3c-small-v3", _MACHINE_BOUND) for v in (1, 2)},
+    **{f"hyperprior-ms-v{v}-q{q}": (f"hyperprior-ms-v5-q{q}", _MACHINE_BOUND)
+       for v in (1, 2, 3, 4) for q in (1, 2, 3, 4)},
+    **{name: ("imgcomp-v2-a", _SUPERSEDED) for name in ("imgcomp-v1-a",)},
+    **{name: ("imgcomp-v3-b", _SUPERSEDED) for name in ("imgcomp-v1-b", "imgcomp-v2-b")},
+    **{name: ("imgcomp-v5-c", _SUPERSEDED)
+       for name in ("imgcomp-v1-c", "imgcomp-v2-c", "imgcomp-v3-c", "imgcomp-v4-c")},
+}
+LAST_RELEASE_WITH_RETIRED = "tfcomp 0.1.0 (git 993d1c0)"
+
+
+class RetiredModelError(KeyError):
+  """A model this tfcomp no longer ships; `reason` says why and what replaces it."""
+
+  def __init__(self, name):
+    replacement, why = RETIRED[name]
+    self.reason = (f"{name}, which was retired ({why}); {LAST_RELEASE_WITH_RETIRED} still "
+                   f"decodes its files, and {replacement} replaces it")
+    super().__init__(f"model {self.reason}")
+
+
 _BY_NAME = {e.name: e for e in ENTRIES}
 
-DEFAULT = "srec-small-v3"  # what `tfcomp compress` uses without --model
+DEFAULT = "srec-small-v5"  # what `tfcomp compress` uses without --model
 # Codes every image kind (1-4 channels, 8/16 bits); `tfcomp compress` without --model falls
 # back to it for images the default model cannot code.
 UNIVERSAL = "fixedpred-v1"
@@ -141,10 +130,13 @@ def names():
 
 
 def get(name):
-  """The ZooEntry called `name`; KeyError naming the known models otherwise."""
+  """The ZooEntry called `name`; RetiredModelError (a KeyError) for a retired model, a
+  KeyError naming the known models for any other unknown name."""
   try:
     return _BY_NAME[name]
   except KeyError:
+    if name in RETIRED:
+      raise RetiredModelError(name) from None
     raise KeyError(f"unknown model {name!r}; known models: {', '.join(names())}") from None
 
 
