@@ -132,8 +132,10 @@ def conv(x, kernel, bias, convolve, training=False, up=1, frozen=None):
   finest, room = (weight_grids(tf.stop_gradient(kernel), tf.stop_gradient(bias), up)
                   if frozen is None else frozen)
   if not training:
+    # ops.bias_add, not tf.nn.bias_add: TensorFlow would fuse a residual sum after it into
+    # the convolution, which oneDNN may then accumulate onto that summand (see there).
     x_int, w_q, b_q, _ = ops.exact_operands(x, kernel, bias, finest, room, ACTIVATION_BITS)
-    return tf.nn.bias_add(convolve(x_int, w_q), b_q)
+    return ops.bias_add(convolve(x_int, w_q), b_q)
   f = input_grid(tf.stop_gradient(x))
   e = tf.clip_by_value(tf.minimum(finest, room - f), EXP_MIN, EXP_MAX)
   acc = e + f  # each output channel's accumulator grid

@@ -51,6 +51,26 @@ bias, finest, room: [out]; finest and room from tfcomp.exact.weight_grids.
 activation_bits: |X| <= 2^(activation_bits - 1).
 )doc");
 
+REGISTER_OP("TfcompBiasAdd")
+    .Input("value: float")
+    .Input("bias: float")
+    .Output("output: float")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle value, bias;
+      TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(0), 1, &value));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 1, &bias));
+      c->set_output(0, c->input(0));
+      return tensorflow::OkStatus();
+    })
+    .Doc(R"doc(
+value + bias, the bias broadcast over value's last axis: BiasAdd as a kernel of its own.
+
+tfcomp.exact's convolutions add their bias with it. TensorFlow's graph optimizer fuses
+its own BiasAdd, and an Add of another tensor after it, into the convolution before them,
+and oneDNN may then accumulate the convolution's products onto that other tensor in an
+order that depends on the CPU: the exact sums would round. Nothing fuses into this op.
+)doc");
+
 REGISTER_OP("TfcompTableEncode")
     .Input("values: int32")
     .Input("indexes: int32")

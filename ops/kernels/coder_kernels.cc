@@ -382,7 +382,38 @@ class ExactOperandsOp : public OpKernel {
   int activation_bits_;
 };
 
+class BiasAddOp : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& value = ctx->input(0);
+    const Tensor& bias = ctx->input(1);
+    OP_REQUIRES(ctx, value.dims() >= 1 && bias.dims() == 1 &&
+                         bias.dim_size(0) == value.dim_size(value.dims() - 1),
+                errors::InvalidArgument("bias must be [channels] of value ",
+                                        value.shape().DebugString(), ", got ",
+                                        bias.shape().DebugString()));
+    Tensor* out;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, value.shape(), &out));
+    const int64_t channels = bias.dim_size(0);
+    const int64_t rows = channels ? value.NumElements() / channels : 0;
+    const float* in = value.flat<float>().data();
+    const float* b = bias.flat<float>().data();
+    float* o = out->flat<float>().data();
+    auto* workers = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+    tensorflow::Shard(workers->NumThreads(), workers, rows, channels,
+                      [&](int64_t begin, int64_t end) {
+                        for (int64_t r = begin; r < end; ++r) {
+                          for (int64_t c = 0; c < channels; ++c) {
+                            o[r * channels + c] = in[r * channels + c] + b[c];
+                          }
+                        }
+                      });
+  }
+};
+
 REGISTER_KERNEL_BUILDER(Name("TfcompExactOperands").Device(DEVICE_CPU), ExactOperandsOp);
+REGISTER_KERNEL_BUILDER(Name("TfcompBiasAdd").Device(DEVICE_CPU), BiasAddOp);
 REGISTER_KERNEL_BUILDER(Name("TfcompTableEncode").Device(DEVICE_CPU), TableEncodeOp);
 REGISTER_KERNEL_BUILDER(Name("TfcompTableDecode").Device(DEVICE_CPU), TableDecodeOp);
 REGISTER_KERNEL_BUILDER(Name("TfcompCdfEncode").Device(DEVICE_CPU), CdfEncodeOp);

@@ -7,20 +7,11 @@
 #include <string>
 #include <vector>
 
+#include "expect.h"
 #include "mixture_coder.h"
 #include "table_coder.h"
 
 namespace {
-
-int failures = 0;
-
-#define EXPECT(cond)                                              \
-  do {                                                            \
-    if (!(cond)) {                                                \
-      std::printf("%s:%d: expected %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                 \
-    }                                                             \
-  } while (0)
 
 void TestTableRoundTrip() {
   std::mt19937 rng(1);
@@ -174,6 +165,5 @@ int main() {
   TestRandomBytesNeverCrash();
   TestCdfDecodeInChunks();
   TestMixture();
-  std::printf(failures ? "%d failed\n" : "all passed\n", failures);
-  return failures ? 1 : 0;
+  return ExpectResult();
 }

@@ -6,18 +6,9 @@
 #include <vector>
 
 #include "exact_grid.h"
+#include "expect.h"
 
 namespace {
-
-int failures = 0;
-
-#define EXPECT(cond)                                                  \
-  do {                                                                \
-    if (!(cond)) {                                                    \
-      std::printf("%s:%d: expected %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                     \
-    }                                                                 \
-  } while (0)
 
 void TestHelpers() {
   EXPECT(tfcomp::FloorLog2(1.0f) == 0 && tfcomp::FloorLog2(1.9f) == 0);
@@ -92,10 +83,5 @@ int main() {
   TestHelpers();
   TestOperandsKeepSumsExact();
   TestRejectsNonFiniteInputs();
-  if (failures) {
-    std::printf("%d failures\n", failures);
-    return 1;
-  }
-  std::printf("all passed\n");
-  return 0;
+  return ExpectResult();
 }

@@ -12,7 +12,8 @@ Coders (interleaved rANS, 16-bit probabilities):
     CDFs computed inside the kernel in fixed point.
   * `pmf_to_cdf`: deterministic quantization of PMFs into CDF rows.
 
-And `exact_operands`, the operands of tfcomp.exact's convolutions in one kernel.
+And for tfcomp.exact's convolutions: `exact_operands`, their operands in one kernel, and
+`bias_add`, a BiasAdd that TensorFlow never fuses into the convolution before it.
 """
 import tensorflow as tf
 
@@ -21,7 +22,7 @@ from tfcomp.ops._loader import OpsNotBuiltError, library_path, load
 __all__ = [
     "OpsNotBuiltError", "library_path", "table_encode", "table_decode", "cdf_encode",
     "cdf_decode", "cdf_decode_chunk", "CDF_DECODE_START", "pmf_to_cdf", "mixture_encode",
-    "mixture_decode", "exact_operands",
+    "mixture_decode", "exact_operands", "bias_add",
 ]
 
 
@@ -138,3 +139,14 @@ def exact_operands(x, kernel, bias, finest, room, activation_bits=11):
   """
   return load().tfcomp_exact_operands(_f32(x), _f32(kernel), _f32(bias), _i32(finest),
                                       _i32(room), activation_bits=activation_bits)
+
+
+def bias_add(value, bias):
+  """value + bias over the last axis, as an op that graph optimizers leave alone.
+
+  TensorFlow's remapper fuses tf.nn.bias_add and a following add of another tensor into
+  the convolution before them; oneDNN may then accumulate the convolution's products onto
+  that tensor, rounding in an order that depends on the CPU. tfcomp.exact adds its
+  (exact) biases with this op, so that its convolutions stay exact.
+  """
+  return load().tfcomp_bias_add(_f32(value), _f32(bias))
