@@ -253,3 +253,64 @@ def test_restore_widens_a_model_from_a_narrower_one(tmp_path, family, small, wid
   models.save(wider, family, wide_path)
   with pytest.raises(ValueError, match="does not fit"):  # narrowing is no restore
     training._restore_weights(source, family, wide_path)
+
+
+def test_freeze_stores_exact_kernels_on_their_grids_and_plain_kernels(tmp_path):
+  """The coding-ready copy codes what the trained model estimated, from smaller files."""
+  from tfcomp import exact  # pylint: disable=import-outside-toplevel
+  from tfcomp.models import layers  # pylint: disable=import-outside-toplevel
+  model = models.Hyperprior(num_filters=8, latent_channels=8, hyper_filters=8)
+  trained, frozen = str(tmp_path / "trained.npz"), str(tmp_path / "frozen.npz")
+  models.save(model, "hyperprior", trained)
+  _run(helpers.tool("freeze"), ["freeze.py", "--weights", trained, "--out", frozen])
+  _, coding = models.load(frozen)
+  assert coding.get_config()["kernel_parameter"] == "variable" and coding.compression
+  for layer in coding.h_s.layers:
+    assert layers.is_conv(layer) and layer.exact
+    grid = exact.pow2(exact.kernel_grids(layer.kernel, layer.upsampling))
+    np.testing.assert_array_equal(layer.kernel * grid, np.round(layer.kernel * grid))
+  x = tf.constant(testing.smooth_image(64, 64, 3, seed=2)[None])
+  np.testing.assert_allclose(coding(x)["x_hat"], model(x)["x_hat"], atol=1e-3)
+
+
+def test_remake_exact_converts_a_pre_exact_hyperprior(tmp_path):
+  """A hyperprior stored in the 0.1.0 layout (h_s as RDFT SignalConv2D layers) becomes a
+  coding-ready exact one that computes the same h_s."""
+  remake = helpers.tool("remake_exact")
+  config = {"num_filters": 8, "latent_channels": 8, "hyper_filters": 8}
+  model = models.Hyperprior(**config)
+  legacy = remake._legacy_h_s({**model.get_config()})  # pylint: disable=protected-access
+  for v in legacy.weights:
+    v.assign(tf.random.stateless_normal(v.shape, (3, 4)) * 0.1)
+  ours = {id(v) for v in model.h_s.weights}
+  start = next(i for i, v in enumerate(model.weights) if id(v) in ours)
+  rest = [v for v in model.weights if id(v) not in ours]
+  stored = rest[:start] + list(legacy.weights) + rest[start:]
+  old = str(tmp_path / "old.npz")
+  np.savez(old, family=np.array("hyperprior"), config=np.array(json.dumps(
+      {k: v for k, v in model.get_config().items() if k != "kernel_parameter"})),
+           **{f"w{i:04d}:{v.name}": v.numpy() for i, v in enumerate(stored)})
+  out = str(tmp_path / "new.npz")
+  _run(remake, ["remake_exact.py", "--weights", old, "--out", out])
+  _, made = models.load(out)
+  z = tf.random.stateless_normal((1, 3, 4, 8), (5, 6))
+  np.testing.assert_allclose(made.h_s(z), legacy(z), atol=0.02)  # exact grids, 11 bits
+  image = testing.smooth_image(64, 64, 3, seed=4)
+  codec = codecs.from_weights("made", out)
+  decoded, _ = codecs.decompress(codecs.compress(image, codec), lambda _: codec)
+  assert decoded.shape == image.shape
+  with pytest.raises(app.UsageError, match="only hyperprior models need re-making"):
+    srec = str(tmp_path / "srec.npz")
+    models.save(models.SReC(num_features=4, num_blocks=1, num_components=2), "srec", srec)
+    _run(remake, ["remake_exact.py", "--weights", srec, "--out", out])
+
+
+def test_bench_versions_times_two_checkouts_side_by_side(tmp_path, capsys):
+  """Here against itself: the same model on both sides codes the same bytes."""
+  io.write_png(str(tmp_path / "a.png"), testing.smooth_image(24, 40, 3, seed=1))
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  _run(helpers.tool("bench_versions"), ["bench_versions.py", "--other", root, "--pairs",
+                                        "fixedpred-v1:fixedpred-v1", "--images",
+                                        str(tmp_path), "--rounds", "1"])
+  row = [line for line in capsys.readouterr().out.splitlines() if "fixedpred" in line]
+  assert len(row) == 1 and "(+0.00%)" in row[0]
