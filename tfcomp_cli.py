@@ -1,8 +1,8 @@
 """Entry point of the `tfcomp` command.
 
-It lives outside the package because `import tfcomp` imports TensorFlow, and TensorFlow's
-start-up messages must be silenced before that import to keep the command's stderr to one
-line on errors and empty on success.
+It silences TensorFlow's start-up messages before anything can import TensorFlow (the
+commands that code do, lazily), to keep the command's stderr to one line on errors and
+empty on success.
 """
 import os
 

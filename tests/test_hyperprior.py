@@ -146,6 +146,7 @@ import sys
 import numpy as np
 import tfcomp
 import tensorflow as tf
+tfcomp.register_ops()
 served = tf.saved_model.load(sys.argv[1])
 image = np.load(sys.argv[2])
 coded = served.compress(tf.constant(image))

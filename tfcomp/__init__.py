@@ -1,4 +1,8 @@
-"""tfcomp: learned image compression in TensorFlow 2 / Keras, with real bitstreams."""
+"""tfcomp: learned image compression in TensorFlow 2 / Keras, with real bitstreams.
+
+`import tfcomp` itself imports neither TensorFlow nor a model, so that `tfcomp models`,
+`tfcomp info` and `--help` start at once; the modules that code import TensorFlow.
+"""
 import os
 
 __version__ = "0.2.0"
@@ -8,13 +12,10 @@ __version__ = "0.2.0"
 # compute exactly on any backend (tfcomp.exact). TensorFlow reads this once, at its import.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-# SavedModels written by tools/export.py run tensorflow-compression's range-coding ops and
-# tfcomp's own (tfcomp.exact's); importing registers them, so `import tfcomp` is all
-# `tf.saved_model.load` needs. An unbuilt op library is reported on first use instead.
-import tensorflow_compression  # pylint: disable=unused-import,wrong-import-position
-from tfcomp import ops as _ops  # pylint: disable=wrong-import-position
 
-try:
-  _ops.load()
-except _ops.OpsNotBuiltError:
-  pass
+def register_ops():
+  """Registers the ops that tfcomp's SavedModels run (tensorflow-compression's range
+  coders and tfcomp's own), as `tf.saved_model.load` needs before loading one."""
+  import tensorflow_compression  # pylint: disable=import-outside-toplevel,unused-import
+  from tfcomp import ops  # pylint: disable=import-outside-toplevel
+  ops.load()

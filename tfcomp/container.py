@@ -189,18 +189,25 @@ def pack_chunks(chunks):
   return b"".join(struct.pack("<I", len(c)) + bytes(c) for c in chunks)
 
 
+def split_chunks(data, what="section"):
+  """All the byte strings of `pack_chunks`, however many; FormatError if the framing is
+  wrong."""
+  chunks, pos = [], 0
+  while pos < len(data):
+    if pos + 4 > len(data):
+      raise FormatError(f"{what} ends inside the length of chunk {len(chunks)}")
+    (size,) = struct.unpack_from("<I", data, pos)
+    if pos + 4 + size > len(data):
+      raise FormatError(f"{what} chunk {len(chunks)} claims {size} bytes; only "
+                        f"{len(data) - pos - 4} remain")
+    chunks.append(data[pos + 4:pos + 4 + size])
+    pos += 4 + size
+  return chunks
+
+
 def unpack_chunks(data, count, what="section"):
   """The `count` byte strings of `pack_chunks`; FormatError if the framing is wrong."""
-  chunks, pos = [], 0
-  for i in range(count):
-    if pos + 4 > len(data):
-      raise FormatError(f"{what} ends before chunk {i} of {count}")
-    (size,) = struct.unpack_from("<I", data, pos)
-    pos += 4
-    if pos + size > len(data):
-      raise FormatError(f"{what} chunk {i} claims {size} bytes; only {len(data) - pos} remain")
-    chunks.append(data[pos:pos + size])
-    pos += size
-  if pos != len(data):
-    raise FormatError(f"{what} has {len(data) - pos} bytes after its {count} chunks")
+  chunks = split_chunks(data, what)
+  if len(chunks) != count:
+    raise FormatError(f"{what} holds {len(chunks)} chunks, expected {count}")
   return chunks

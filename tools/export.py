@@ -12,11 +12,13 @@ They are the very functions the `tfcomp` codec runs, so the strings are the payl
 .tfc file of the same model. To use the export, a fresh process needs only
 
     import tfcomp, tensorflow as tf
+    tfcomp.register_ops()
     served = tf.saved_model.load(path)
     coded = served.compress(image)
     image_hat = served.decompress(coded["strings"], coded["shape"])["image"]
 
-(`import tfcomp` registers tensorflow-compression's range-coding ops the graph uses).
+(`tfcomp.register_ops()` registers the ops the graph uses: tensorflow-compression's range
+coders and tfcomp's own, of its exact arithmetic).
 """
 import os
 import shutil

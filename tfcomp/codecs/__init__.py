@@ -12,7 +12,6 @@ import re
 import zlib
 
 import numpy as np
-import tensorflow as tf
 
 from tfcomp import container
 
@@ -59,11 +58,6 @@ class Codec(abc.ABC):
   def decompress(self, sections, geometry):
     """Inverse of `compress`, given the container's geometry."""
 
-  def describe(self, sections, geometry):
-    """Lines for `tfcomp info` about how a file's payload is coded (none by default)."""
-    del sections, geometry
-    return []
-
 
 def require_gray_or_rgb8(codec_name, image, hint=""):
   """Raises UnsupportedImageError unless `image` is 8-bit grayscale or RGB."""
@@ -72,6 +66,13 @@ def require_gray_or_rgb8(codec_name, image, hint=""):
     raise UnsupportedImageError(
         f"{codec_name} codes 8-bit RGB or grayscale images, not "
         f"{image.dtype.itemsize * 8}-bit {kind}{hint}")
+
+
+def describe(sections, geometry):
+  """`tfcomp info`'s lines about how a file's payload is coded, from the file alone (no
+  model, no TensorFlow): the tiles of a learned lossless file; nothing for the others."""
+  from tfcomp.codecs import lossless  # pylint: disable=import-outside-toplevel
+  return lossless.describe_tiles(sections, geometry) if lossless.SECTION in sections else []
 
 
 def from_weights(name, path):
@@ -94,6 +95,12 @@ def geometry_of(image):
   except container.FormatError as e:
     raise UnsupportedImageError(str(e)) from None
   return g
+
+
+def _tf():
+  # TensorFlow only where a codec runs: `tfcomp info` and `tfcomp models` start without it.
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  return tf
 
 
 def op_error_message(error):
@@ -122,7 +129,7 @@ def compress(image, codec, refine_steps=0):
   image = np.ascontiguousarray(image)
   geometry = geometry_of(image)
   codec.check_image(image)
-  with tf.device(ON_CPU):
+  with _tf().device(ON_CPU):
     sections = dict(codec.compress(image, refine_steps=refine_steps) if refine_steps
                     else codec.compress(image))
   if codec.lossless:
@@ -158,6 +165,7 @@ def decompress(data, load_codec):
   crc = sections.pop(PIXEL_CRC_SECTION, None)
   if codec.lossless and crc is None:
     raise container.FormatError(f"lossless file lacks its {PIXEL_CRC_SECTION} section")
+  tf = _tf()
   try:
     with tf.device(ON_CPU):
       image = codec.decompress(sections, parsed.geometry)

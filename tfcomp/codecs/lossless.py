@@ -134,10 +134,6 @@ class LosslessModelCodec(learned.ModelCodec):
     """The mode (MODEL or PNG) of each tile of a file's sections, in raster order."""
     return [bytes(mode) for mode, _ in self._tile_chunks(sections, geometry)]
 
-  def describe(self, sections, geometry):
-    modes = self.tile_modes(sections, geometry)
-    return [f"tiles: {len(modes)} ({modes.count(PNG)} stored as PNG)"]
-
   def estimate(self, image):
     """Estimated bits of `image` under the exact tiling of `compress`: the model's
     cross-entropy per tile, or the PNG's real size where that is smaller (as `compress`
@@ -150,3 +146,18 @@ class LosslessModelCodec(learned.ModelCodec):
         tile_bits = min(tile_bits, 8.0 * len(png_tile(tile)))
       bits += tile_bits
     return {"bits": bits}
+
+
+def describe_tiles(sections, geometry):
+  """`tfcomp info`'s lines about a learned lossless file's tiles, from the file alone (its
+  chunks frame themselves: each tile holds a mode chunk and as many stream chunks as its
+  model has), so that it needs neither the model nor TensorFlow."""
+  if SECTION not in sections:
+    raise container.FormatError(f"expected section {SECTION!r}, found {sorted(sections)}")
+  chunks = container.split_chunks(sections[SECTION], SECTION)
+  count = len(tile_boxes(geometry.height, geometry.width))
+  if not chunks or len(chunks) % count:
+    raise container.FormatError(f"{SECTION} holds {len(chunks)} chunks, not a whole number "
+                                f"for each of its {count} tiles")
+  modes = [bytes(mode) for mode in chunks[::len(chunks) // count]]
+  return [f"tiles: {len(modes)} ({modes.count(PNG)} stored as PNG)"]

@@ -68,8 +68,8 @@ def conv(filters, kernel_size, strides=1, dilation_rate=1, name=None,
   exact: compute on tfcomp.exact's grids (networks that feed a probability).
   """
   return Conv(filters, kernel_size, strides=strides, padding="same",
-                 dilation_rate=dilation_rate, name=name, kernel_initializer=kernel_initializer,
-                 channel_groups=(in_groups, out_groups), exact=exact)
+              dilation_rate=dilation_rate, name=name, kernel_initializer=kernel_initializer,
+              channel_groups=(in_groups, out_groups), exact=exact)
 
 
 class UpConv(Conv):
@@ -102,7 +102,7 @@ class UpConv(Conv):
 def up_conv(filters, kernel_size, strides=2, activation=None, name=None, exact=False):
   """Upsampling convolution (see UpConv), with bias."""
   return UpConv(filters, kernel_size, strides=strides, activation=activation, name=name,
-                   exact=exact)
+                exact=exact)
 
 
 def is_conv(layer):
@@ -111,10 +111,11 @@ def is_conv(layer):
 
 
 def snap_exact_kernels(model):
-  """Rounds the kernels of `model`'s exact convolutions to their finest grids, as stored
-  models keep them: the exact path finds the same grids in the rounded kernels and
-  computes what it did (a grid it coarsens for a bias holds the rounded kernel as it
-  held the kernel), and the rounded floats compress better."""
+  """Rounds the kernels of `model`'s exact convolutions to their finest grids (the grids
+  the exact path finds again in the rounded kernels), as tools/freeze.py stores them: the
+  rounded floats compress to less than half. Where a large bias makes the exact path use
+  a coarser grid for a channel, it rounds the rounded kernel, which may differ in the last
+  step from rounding the original: measure the frozen copy, which every coder uses."""
   for layer in model._flatten_layers(include_self=False):  # pylint: disable=protected-access
     if is_conv(layer) and layer.exact and layer.built:
       e = exact_.kernel_grids(layer.kernel, layer.upsampling)
