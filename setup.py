@@ -69,7 +69,7 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["tfcomp", "tfcomp.*"]),
     py_modules=["tfcomp_cli"],
-    package_data={"tfcomp": ["zoo/weights/*", "samples/*"]},
+    package_data={"tfcomp": ["zoo/weights/*", "zoo/manifest.json", "samples/*"]},
     ext_modules=[Extension("tfcomp._tfcomp_ops", sources=OP_SOURCES)],
     cmdclass={"build_ext": BuildOps},
     install_requires=INSTALL_REQUIRES,

@@ -357,7 +357,36 @@ def _parser():
   p.add_argument("--manual_dir", default=None, help="TFDS manual directory")
   p.add_argument("--data_dir", default=None, help="TFDS data directory")
   p.add_argument("--quiet", action="store_true", help="no progress bars")
+  p.add_argument("--manifest", default=None, help="update this zoo manifest (JSON) with the "
+                 "figures measured for the zoo models (tools/bench.py --update_manifest: the "
+                 "shipped one, which `tfcomp models` shows)")
   return p
+
+
+_MANIFEST_FIGURES = {"lossless": ("bpsp", "encode_s", "decode_s"),
+                     "lossy": ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")}
+
+
+def update_manifest(path, results, source):
+  """Writes each zoo model's mean figures per dataset of `results` (main's) into the
+  manifest at `path`, keeping the other models' entries; `source` says what measured them."""
+  try:
+    with open(path) as f:
+      manifest = json.load(f)
+  except FileNotFoundError:
+    manifest = {"models": {}}
+  keys = _MANIFEST_FIGURES[results["mode"]]
+  for label, dataset in results["datasets"].items():
+    for s in dataset["summary"]:
+      name = s["codec"][len("tfcomp:"):]
+      if not s["codec"].startswith("tfcomp:") or "+" in name:  # refined variants: not models
+        continue
+      entry = manifest["models"].setdefault(name, {"datasets": {}})
+      entry["datasets"][label] = {k: round(float(s[k]), 4) for k in keys if s[k] is not None}
+      entry["source"] = source
+  manifest["models"] = dict(sorted(manifest["models"].items()))
+  from tfcomp import io as tfcomp_io  # pylint: disable=import-outside-toplevel
+  tfcomp_io.write_atomic(path, (json.dumps(manifest, indent=1) + "\n").encode())
 
 
 def _split(value):
@@ -403,5 +432,9 @@ def main(argv=None):
     json.dump(results, f, indent=1, default=float)
   with open(os.path.join(args.out, "summary.md"), "w") as f:
     f.write(markdown + "\n")
+  if args.manifest:
+    update_manifest(args.manifest, results, "tfcomp bench " + " ".join(
+        a for a in argv or [] if not a.startswith("--manifest")) +
+        f" ({time.strftime('%Y-%m-%d')})")
   print(markdown)
   return {"results": results, "markdown": markdown}

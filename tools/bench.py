@@ -5,7 +5,8 @@ Usage:
   python tools/bench.py --mode lossy --images ../shared/datasets/kodak --out out/lossy
 
 With --benchmarks_md, the summary also replaces its section of BENCHMARKS.md (lossy runs
-copy their RD plots to docs/).
+copy their RD plots to docs/); with --update_manifest, the zoo models' figures go into
+tfcomp/zoo/manifest.json, which `tfcomp models` shows.
 """
 import os
 import shutil
@@ -16,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app, flags  # pylint: disable=g-import-not-at-top
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tfcomp import bench  # pylint: disable=g-import-not-at-top  (before TensorFlow)
+from tfcomp import bench, zoo  # pylint: disable=g-import-not-at-top  (before TensorFlow)
 import benchmarks_md  # pylint: disable=g-import-not-at-top,wrong-import-order
 
 MODE = flags.DEFINE_enum("mode", None, ["lossless", "lossy"], "which benchmark")
@@ -30,6 +31,8 @@ REFINE_STEPS = flags.DEFINE_integer("refine_steps", None, "also code each model 
 ANCHOR = flags.DEFINE_string("anchor", "jpeg-420", "BD-rate anchor")
 MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "TFDS manual directory")
 SECTION = flags.DEFINE_string("benchmarks_md", None, "BENCHMARKS.md section title to replace")
+UPDATE_MANIFEST = flags.DEFINE_bool("update_manifest", False, "write the zoo models' "
+                                    "figures into the shipped manifest (tfcomp models)")
 flags.mark_flags_as_required(["mode", "images", "out"])
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,7 +47,7 @@ def main(argv):
                      ("refine_steps", REFINE_STEPS), ("manual_dir", MANUAL_DIR)):
     if flag.value is not None:
       args.append(f"--{name}={flag.value}")
-  result = bench.main(args)
+  result = bench.main(args + ([f"--manifest={zoo.MANIFEST}"] if UPDATE_MANIFEST.value else []))
   if SECTION.value:
     command = "python tools/bench.py " + " ".join(a for a in args) + \
         f" --benchmarks_md='{SECTION.value}'"

@@ -3,12 +3,19 @@
 Names begin with their family (`l3c-...`, `hyperprior-...`, ...). A file records the name
 and the weights hash of the model that wrote it, so `load(name)` must keep returning the
 same weights for a name; new weights get a new name.
+
+`manifest.json` beside the weights holds each model's measured figures; the benchmark
+harness writes it (`tools/bench.py --update_manifest`), `tfcomp models` shows it, and
+`tfcomp compress --lossy` picks rate points from it. Nothing here imports TensorFlow.
 """
 import dataclasses
 import functools
+import hashlib
+import json
 import os
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "manifest.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,6 +26,7 @@ class ZooEntry:
   description: str
   load: object  # () -> tfcomp.codecs.Codec
   curve: str = ""  # lossy models: rate points of one RD curve share this name
+  use: str = ""  # what a user would pick it for, in a few words
 
   def __post_init__(self):
     if not self.name.startswith(self.family + "-"):
@@ -27,12 +35,12 @@ class ZooEntry:
 
 def _fixedpred(name):
   from tfcomp.codecs import fixedpred  # pylint: disable=import-outside-toplevel
-  return fixedpred.FixedPredCodec(name, os.path.join(WEIGHTS_DIR, f"{name}.npz"))
+  return fixedpred.FixedPredCodec(name, weights_path(name))
 
 
 def _learned(name):
   from tfcomp import codecs  # pylint: disable=import-outside-toplevel
-  return codecs.from_weights(name, os.path.join(WEIGHTS_DIR, f"{name}.npz"))
+  return codecs.from_weights(name, weights_path(name))
 
 
 def _hyperprior(version, quality, lmbda, made):
@@ -40,19 +48,20 @@ def _hyperprior(version, quality, lmbda, made):
   return ZooEntry(name, "hyperprior", False,
                   f"mean-scale hyperprior (Minnen et al. 2018, no context; config small), "
                   f"MSE, lambda={lmbda}, {made}; 8-bit gray, RGB",
-                  functools.partial(_learned, name), curve=f"hyperprior-ms-{version}")
+                  functools.partial(_learned, name), curve=f"hyperprior-ms-{version}",
+                  use=f"lossy for PSNR, rate point {quality} of 4 (what --lossy picks from)")
 
 
 # Each learned lossless family's system and paper, for the zoo's descriptions.
 _LOSSLESS_PAPERS = {"srec": ("SReC", "Cao et al. 2020"), "l3c": ("L3C", "Mentzer et al. 2019")}
 
 
-def _lossless(family, version, config, made, variant=""):
+def _lossless(family, version, config, made, use, variant=""):
   name = f"{family}-{config}-{version}"
   system, paper = _LOSSLESS_PAPERS[family]
   return ZooEntry(name, family, True,
                   f"{system} ({paper}; config {config}{variant}, CPU-sized), {made}; "
-                  "8-bit gray, RGB", functools.partial(_learned, name))
+                  "8-bit gray, RGB", functools.partial(_learned, name), use=use)
 
 
 def _imgcomp(version, point, h_target, steps, variant=""):
@@ -61,7 +70,7 @@ def _imgcomp(version, point, h_target, steps, variant=""):
                   f"imgcomp (Mentzer et al. 2018; config {point}{variant}, CPU-sized), "
                   f"1 - MS-SSIM + MSE, H_target={h_target} bits/symbol, {steps} CPU training "
                   "steps; 8-bit gray, RGB", functools.partial(_learned, name),
-                  curve=f"imgcomp-{version}")
+                  curve="imgcomp", use=f"lossy for MS-SSIM, rate point {point} of a, b, c")
 
 
 # One model per family and rate point. The learned ones decide every probability with
@@ -70,12 +79,15 @@ ENTRIES = (
     ZooEntry("fixedpred-v1", "fixedpred", True,
              "non-learned baseline: gradient predictor, block-adaptive Laplacian tables; "
              "8/16-bit gray, gray+alpha, RGB, RGBA",
-             functools.partial(_fixedpred, "fixedpred-v1")),
+             functools.partial(_fixedpred, "fixedpred-v1"),
+             use="lossless for any image (16-bit, alpha): the default's fallback"),
     # srec-small-v3 (18,500 CPU training steps) fine-tuned with the exact path in the loop.
     _lossless("srec", "v5", "small", "srec-small-v3 fine-tuned on the exact path",
+              "lossless photos, 8-bit gray or RGB: the default",
               variant=", 4 residual blocks, gradient-coded top level"),
     # l3c-small-v2 (15,000 CPU training steps) on the exact path.
-    _lossless("l3c", "v3", "small", "l3c-small-v2's weights on the exact path"),
+    _lossless("l3c", "v3", "small", "l3c-small-v2's weights on the exact path",
+              "lossless; the L3C reproduction (SReC codes smaller)"),
     # The v3 points (20,000 to 22,250 CPU training steps, the last 3,000 with a
     # straight-through decoder), h_s re-made as exact convolutions.
     _hyperprior("v5", 1, 0.0035, "hyperprior-ms-v3-q1 with an exact h_s"),
@@ -120,6 +132,7 @@ class RetiredModelError(KeyError):
 _BY_NAME = {e.name: e for e in ENTRIES}
 
 DEFAULT = "srec-small-v5"  # what `tfcomp compress` uses without --model
+DEFAULT_LOSSY = "hyperprior-ms-v5"  # the curve whose rate points `--lossy` picks from
 # Codes every image kind (1-4 channels, 8/16 bits); `tfcomp compress` without --model falls
 # back to it for images the default model cannot code.
 UNIVERSAL = "fixedpred-v1"
@@ -150,9 +163,59 @@ def default_for(image):
   return DEFAULT
 
 
+def weights_path(name):
+  """The .npz of zoo model `name` (KeyError as `get` for unknown or retired names)."""
+  get(name)
+  return os.path.join(WEIGHTS_DIR, f"{name}.npz")
+
+
+@functools.lru_cache(maxsize=None)
+def weights_hash(name):
+  """The 16-byte hash that files of model `name` record: the start of the SHA-256 of its
+  .npz, computed without loading the model (its codec computes the same)."""
+  with open(weights_path(name), "rb") as f:
+    return hashlib.sha256(f.read()).digest()[:16]
+
+
 @functools.lru_cache(maxsize=None)
 def load(name):
   """The Codec of zoo model `name` (loaded once per process)."""
   codec = get(name).load()
   codec.name = name
   return codec
+
+
+@functools.lru_cache(maxsize=None)
+def manifest():
+  """{model name: {dataset: {figure: value}}, ...} of the shipped manifest, with "source"
+  (the run that measured them) per model; {} where there is none."""
+  try:
+    with open(MANIFEST) as f:
+      return json.load(f)["models"]
+  except FileNotFoundError:
+    return {}
+
+
+def figures(name, dataset="kodak"):
+  """The measured figures of model `name` on `dataset` ({} if not measured)."""
+  return manifest().get(name, {}).get("datasets", {}).get(dataset, {})
+
+
+def lossy_rate_point(bpp=None, quality=None):
+  """(name, Kodak bpp) of the DEFAULT_LOSSY rate point that `--bpp` or `--quality` asks
+  for: the nearest in bits per pixel on Kodak, or `quality` in [1, 100] spread evenly over
+  the points from fewest bits to best quality (default 75, as JPEG's)."""
+  if bpp is not None and not bpp > 0:
+    raise ValueError(f"--bpp must be positive, got {bpp:g}")
+  if quality is not None and not 1 <= quality <= 100:
+    raise ValueError(f"--quality must be in [1, 100], got {quality:g}")
+  points = sorted((figures(e.name).get("bpp"), e.name) for e in ENTRIES
+                  if e.curve == DEFAULT_LOSSY)
+  if not points or any(rate is None for rate, _ in points):
+    raise ValueError(f"the zoo's manifest has no Kodak rates for {DEFAULT_LOSSY}'s points")
+  if bpp is not None:
+    rate, name = min(points, key=lambda p: abs(p[0] - bpp))
+  else:
+    q = 75 if quality is None else quality
+    rate, name = points[round((q - 1) / 99 * (len(points) - 1))]
+  return name, rate
