@@ -72,14 +72,21 @@ def test_other_input_formats(tmp_path):
                                 np.asarray(palette.convert("RGB")))
 
 
-def test_models_lists_names_first_with_family_prefix():
+def test_models_lists_one_row_per_model_with_its_measured_figures():
   status, stdout, _ = run_cli("models")
   assert status == 0
-  lines = stdout.strip().splitlines()
-  assert [line.split("\t")[0] for line in lines] == zoo.names()
-  for e in zoo.ENTRIES:
-    assert e.name.startswith(e.family + "-")
-  assert zoo.DEFAULT in zoo.names()
+  header, *rows, footer = stdout.strip().splitlines()
+  assert header.split()[:3] == ["MODEL", "FAMILY", "KIND"] and "manifest" in footer
+  assert [row.split()[0] for row in rows] == zoo.names()
+  for e, row in zip(zoo.ENTRIES, rows):
+    assert e.name.startswith(e.family + "-") and row.split()[1] == e.family
+    figures = zoo.figures(e.name)
+    assert f"{figures['bpsp' if e.lossless else 'bpp']:.3f}" in row, row
+    assert e.use in row
+  assert zoo.DEFAULT in zoo.names() and f"{zoo.DEFAULT}  " in stdout
+  status, stdout, _ = run_cli("models", "--all")
+  retired = [line for line in stdout.splitlines() if " retired " in line]
+  assert len(retired) == len(zoo.RETIRED) and "replaced by srec-small-v5" in stdout
 
 
 def test_closed_pipe_ends_quietly():
@@ -170,6 +177,74 @@ def test_file_from_another_model_version_is_refused(tmp_path):
                           (dict(model="l3c-future"), "does not have")):
     (tmp_path / "other.tfc").write_bytes(container.write(dataclasses.replace(parsed, **change)))
     _check_error(tmp_path, ["decompress", tmp_path / "other.tfc", tmp_path / "o.png"], message)
+
+
+def test_batch_codes_a_folder_and_names_each_failure(tmp_path):
+  """Good images, a corrupt one and a non-image through one call each way: the good ones
+  exact, each bad one named on one line, the others coded, exit status 1, no partials."""
+  src = tmp_path / "src"
+  src.mkdir()
+  images = {"a": testing.photo_mosaic(40, 30), "b": testing.smooth_image(17, 9, 1, seed=2),
+            "c": testing.smooth_image(12, 20, 3, seed=3)}
+  for name, image in images.items():
+    save(src / f"{name}.png", image)
+  (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 10)
+  (src / "notes.txt").write_text("not an image, and not picked from the folder")
+  (src / "d.tif").write_bytes(b"II*\x00garbage")
+  status, stdout, stderr = run_cli("compress", src, tmp_path / "coded")
+  assert status == cli.EXIT_ERROR
+  errors = stderr.strip().splitlines()
+  assert len(errors) == 2 and all(line.startswith("tfcomp: error: ") for line in errors)
+  assert any("broken.png" in line for line in errors) and any("d.tif" in line for line in errors)
+  assert sorted(os.listdir(tmp_path / "coded")) == ["a.tfc", "b.tfc", "c.tfc"]
+  assert "3 of 5 files coded" in stdout and "2 failed" in stdout
+  (tmp_path / "coded" / "junk.tfc").write_bytes(b"not a tfcomp file")
+  status, stdout, stderr = run_cli("decompress", str(tmp_path / "coded" / "*.tfc"),
+                                   tmp_path / "decoded")
+  assert status == cli.EXIT_ERROR and stderr.count("\n") == 1 and "junk.tfc" in stderr
+  assert sorted(os.listdir(tmp_path / "decoded")) == ["a.png", "b.png", "c.png"]
+  for name, image in images.items():
+    np.testing.assert_array_equal(io.read_image(tmp_path / "decoded" / f"{name}.png"), image)
+  # Several files, every one fine: status 0; a name taken twice is refused, not overwritten.
+  status, stdout, _ = run_cli("compress", src / "a.png", src / "c.png", tmp_path / "two")
+  assert status == 0 and "2 of 2 files coded" in stdout
+  (tmp_path / "other").mkdir()
+  save(tmp_path / "other" / "a.png", images["c"])
+  status, _, stderr = run_cli("compress", src / "a.png", tmp_path / "other" / "a.png",
+                              tmp_path / "three")
+  assert status == cli.EXIT_ERROR and "already" in stderr
+  assert run_cli("compress", src, src / "a.png")[0] == cli.EXIT_USAGE  # a file as folder
+
+
+def test_lossy_targets_pick_the_nearest_rate_point(tmp_path):
+  points = sorted((zoo.figures(e.name)["bpp"], e.name) for e in zoo.ENTRIES
+                  if e.curve == zoo.DEFAULT_LOSSY)
+  assert len(points) == 4
+  assert zoo.lossy_rate_point(bpp=points[1][0] + 0.01)[0] == points[1][1]
+  assert zoo.lossy_rate_point(bpp=100)[0] == points[-1][1]
+  assert zoo.lossy_rate_point(quality=1)[0] == points[0][1]
+  assert zoo.lossy_rate_point(quality=100)[0] == points[-1][1]
+  assert zoo.lossy_rate_point()[0] == points[2][1]  # quality 75
+  src = save(tmp_path / "in.png", testing.photo_mosaic(40, 48))
+  status, stdout, _ = run_cli("compress", "--bpp", points[0][0], src, tmp_path / "x.tfc")
+  assert status == 0 and f"({points[0][1]}; --bpp" in stdout
+  status, stdout, _ = run_cli("compress", "--lossy", src, tmp_path / "y.tfc")
+  assert status == 0 and f"({points[2][1]}; --lossy" in stdout
+  for argv, message in ((["--quality", "0"], "[1, 100]"), (["--bpp", "-1"], "positive"),
+                        (["--lossy", "--model", "fixedpred-v1"], "drop --model"),
+                        (["--bpp", "1", "--quality", "50"], "not both")):
+    _check_error(tmp_path, ["compress", *argv, src, tmp_path / "z.tfc"], message)
+
+
+def test_models_info_and_help_start_without_tensorflow(tmp_path):
+  coded = round_trip(tmp_path, testing.smooth_image(8, 8, 3))
+  script = ("import sys; from tfcomp import cli; status = cli.main(sys.argv[1:]); "
+            "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'; "
+            "sys.exit(status)")
+  for argv in (["models"], ["info", str(coded)], ["--help"], ["compress", "--help"]):
+    result = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, (argv, result.stderr)
 
 
 @pytest.mark.parametrize("old,new", [("srec-small-v3", "srec-small-v5"),

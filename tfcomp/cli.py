@@ -10,9 +10,12 @@ Exit status 0 on success; otherwise non-zero with one line on stderr. Outputs ar
 atomically, so an error never leaves a partial file behind.
 """
 import argparse
+import glob
 import logging
 import os
 import sys
+import time
+import warnings
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -33,22 +36,36 @@ class _Parser(argparse.ArgumentParser):
 def _parser():
   p = _Parser(prog="tfcomp", description="Learned image compression with real bitstreams.")
   sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-  c = sub.add_parser("compress", help="compress an image into a .tfc file")
+  c = sub.add_parser("compress", help="compress images into .tfc files",
+                     description="Compress INPUT into the file OUTPUT; or, given several "
+                     "inputs, a folder or a quoted glob, each image into OUTPUT/NAME.tfc.")
   c.add_argument("--model", default=None, help="zoo model (default: the default lossless "
                  "model, or fixedpred-v1 for images it cannot code; see `tfcomp models`)")
+  c.add_argument("--lossy", action="store_true", help="code lossily with the default lossy "
+                 "model's rate point nearest to --bpp or --quality (default: --quality 75)")
+  c.add_argument("--bpp", type=float, default=None, metavar="X",
+                 help="with --lossy: the rate point whose bits per pixel on Kodak are nearest X")
+  c.add_argument("--quality", type=float, default=None, metavar="Q",
+                 help="with --lossy: 1 (fewest bits) to 100 (best quality), spread over the "
+                 "rate points as JPEG's quality is")
   c.add_argument("--refine_steps", type=int, default=0, metavar="N",
                  help="hyperprior models: fit the latents to the image with N optimization "
                  "steps before coding (slower encoding, fewer bits for the same quality; "
                  "try 30 to 100); files decode as usual")
-  c.add_argument("input", help="image: PNG, or any format Pillow reads (8 or 16 bits; gray, "
-                 "RGB, with or without alpha)")
-  c.add_argument("output", help="the .tfc file to write")
-  d = sub.add_parser("decompress", help="decompress a .tfc file into a PNG")
-  d.add_argument("input", help="a .tfc file")
-  d.add_argument("output", help="the PNG to write (a name ending in .png, or no extension)")
+  c.add_argument("paths", nargs="+", metavar="INPUT ... OUTPUT",
+                 help="images (PNG, or any format Pillow reads: 8 or 16 bits; gray, RGB, with "
+                 "or without alpha), folders of them or quoted globs; then the .tfc file, or "
+                 "the folder for many")
+  d = sub.add_parser("decompress", help="decompress .tfc files into PNGs",
+                     description="Decompress INPUT into the PNG OUTPUT; or, given several "
+                     "inputs, a folder or a quoted glob, each file into OUTPUT/NAME.png.")
+  d.add_argument("paths", nargs="+", metavar="INPUT ... OUTPUT",
+                 help=".tfc files, folders of them or quoted globs; then the PNG (a name ending "
+                 "in .png, or no extension), or the folder for many")
   i = sub.add_parser("info", help="describe a .tfc file")
   i.add_argument("file")
-  sub.add_parser("models", help="list the zoo's models, one per line, name first")
+  m = sub.add_parser("models", help="list the zoo's models with their measured figures")
+  m.add_argument("--all", action="store_true", help="also the retired models")
   sub.add_parser("bench", help="compare codecs on images (tfcomp bench --help)",
                  add_help=False)
   return p
@@ -67,49 +84,186 @@ def _read_bytes(path):
     raise OSError(f"{path}: cannot open: {e.strerror}") from None
 
 
-def cmd_compress(args, out):
-  from tfcomp import codecs, io, zoo  # pylint: disable=import-outside-toplevel
+# What a user's input or installation can cause: one line. Unreadable images, damaged files
+# and unsupported kinds are ValueErrors; an unbuilt op library is an ImportError.
+_EXPECTED = (ValueError, OSError, KeyError, ImportError)
+
+
+def _message(error):
+  return error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+
+
+_GLOB_CHARACTERS = set("*?[")
+
+
+def _jobs(paths, extensions, output_extension):
+  """(single, [(input, output)], [(input, problem)]) for a command's INPUT ... OUTPUT.
+
+  Several inputs, a folder (its files with `extensions`) or a glob make a batch whose
+  OUTPUT is a folder (made if missing), each input going to OUTPUT/NAME + output_extension;
+  one plain file is a single job whose OUTPUT is a file."""
+  if len(paths) < 2:
+    raise UsageError("the following arguments are required: OUTPUT")
+  *inputs, output = paths
+  single = len(inputs) == 1 and not os.path.isdir(inputs[0]) and not (
+      _GLOB_CHARACTERS & set(inputs[0]) and not os.path.exists(inputs[0]))
+  if single:
+    return True, [(inputs[0], output)], []
+  if os.path.exists(output) and not os.path.isdir(output):
+    raise UsageError(f"{output}: with several inputs, a folder or a glob, the last argument "
+                     "is the output folder, and this is a file")
+  files, problems = [], []
+  for spec in inputs:
+    if os.path.isdir(spec):
+      found = sorted(os.path.join(spec, n) for n in os.listdir(spec)
+                     if os.path.splitext(n)[1].lower() in extensions and
+                     os.path.isfile(os.path.join(spec, n)))
+    elif _GLOB_CHARACTERS & set(spec) and not os.path.exists(spec):
+      found = sorted(f for f in glob.glob(spec) if os.path.isfile(f))
+    else:
+      found = [spec]
+    if not found:
+      problems.append((spec, "no files to code there"))
+    files += found
+  jobs, taken = [], {}
+  inputs_seen = {os.path.realpath(f) for f in files}
+  for f in files:
+    target = os.path.join(output, os.path.splitext(os.path.basename(f))[0] + output_extension)
+    key = os.path.realpath(target)
+    if key in inputs_seen:
+      problems.append((f, f"its output {target} is one of the inputs"))
+    elif key in taken:
+      problems.append((f, f"its output {target} is already {taken[key]}'s"))
+    else:
+      taken[key] = f
+      jobs.append((f, target))
+  return False, jobs, problems
+
+
+def _execute(single, jobs, problems, code_one, output, out, err):
+  """Runs a command's jobs (_jobs): a single one as it is, or a batch into the folder
+  `output` (_run_jobs). Returns the exit status."""
+  if single:
+    (source, target), = jobs
+    if os.path.exists(source) and os.path.exists(target) and os.path.samefile(source, target):
+      raise UsageError(f"{target}: the output would overwrite the input")
+    out.write(code_one(source, target)[2] + "\n")
+    return 0
+  os.makedirs(output, exist_ok=True)
+  return _run_jobs(jobs, problems, code_one, out, err)
+
+
+def _run_jobs(jobs, problems, code_one, out, err):
+  """Codes each (input, output) with code_one -> (bytes read, bytes written, line): a
+  failure is one line on `err` and the others go on; a summary closes. Returns the exit
+  status."""
+  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+  start = time.perf_counter()
+  for spec, problem in problems:
+    err.write(f"tfcomp: error: {spec}: {problem}\n")
+  failed, bytes_in, bytes_out = len(problems), 0, 0
+  bar = tqdm(jobs, unit="file", file=sys.stderr,
+             disable=not (err is sys.stderr and sys.stderr.isatty()))
+  for source, target in bar:
+    try:
+      size_in, size_out, line = code_one(source, target)
+    except _EXPECTED as e:
+      failed += 1
+      message = _message(e)  # which names the file already where it comes from reading it
+      if not message.startswith(source):
+        message = f"{source}: {message}"
+      bar.write(f"tfcomp: error: {message}", file=err)
+      continue
+    bytes_in += size_in
+    bytes_out += size_out
+    bar.write(line, file=out)
+  done = len(jobs) + len(problems) - failed
+  ratio = f" ({bytes_in / bytes_out:.2f}:1)" if bytes_out else ""
+  out.write(f"{done} of {len(jobs) + len(problems)} files coded: {bytes_in:,} bytes read, "
+            f"{bytes_out:,} written{ratio}, {time.perf_counter() - start:.1f} s" +
+            (f"; {failed} failed\n" if failed else "\n"))
+  return EXIT_ERROR if failed else 0
+
+
+def _model_for_request(args):
+  """The zoo model --model or --lossy asks for (None: each image's default), and how it was
+  picked, for the output line."""
+  from tfcomp import zoo  # pylint: disable=import-outside-toplevel
+  lossy = args.lossy or args.bpp is not None or args.quality is not None
+  if args.bpp is not None and args.quality is not None:
+    raise UsageError("give --bpp or --quality, not both")
+  if lossy and args.model:
+    raise UsageError("--lossy, --bpp and --quality pick a model; drop --model, or them")
   if args.model:
     zoo.get(args.model)  # unknown names fail before any image work
-  io.check_writable(args.output)
-  image = io.read_image(args.input)
-  name = args.model or zoo.default_for(image)
-  data = codecs.compress(image, zoo.load(name), refine_steps=args.refine_steps)
-  io.write_atomic(args.output, data)
-  g = codecs.geometry_of(image)
-  out.write(f"{args.input}: {_describe(g)} -> {args.output}: {len(data)} bytes, "
-            f"{8 * len(data) / image.size:.4f} bits/subpixel ({name})\n")
+    return args.model, ""
+  if not lossy:
+    return None, ""
+  try:
+    name, rate = zoo.lossy_rate_point(bpp=args.bpp, quality=args.quality)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
+  asked = f"--bpp {args.bpp:g}" if args.bpp is not None else (
+      f"--quality {args.quality:g}" if args.quality is not None else "--lossy")
+  return name, f"; {asked}: {rate:.3f} bpp on Kodak"
 
 
-def cmd_decompress(args, out):
+def cmd_compress(args, out, err):
   from tfcomp import codecs, io, zoo  # pylint: disable=import-outside-toplevel
-  extension = os.path.splitext(args.output)[1]
-  if extension and extension.lower() != ".png":
-    # Writing PNG bytes under another format's name would mislead whatever opens it.
-    raise UsageError(f"{args.output}: decompress writes PNG, not {extension}; name the "
-                     "output .png and convert it if needed")
-  io.check_writable(args.output)
-  image, parsed = codecs.decompress(_read_bytes(args.input), zoo.load)
-  io.write_atomic(args.output, io.encode_png(image))
-  out.write(f"{args.input} -> {args.output}: {_describe(parsed.geometry)} PNG "
-            f"({parsed.model})\n")
+  requested, why = _model_for_request(args)
+  single, jobs, problems = _jobs(args.paths, io.IMAGE_EXTENSIONS, ".tfc")
+
+  def code_one(source, target):
+    io.check_writable(target)
+    image = io.read_image(source)
+    name = requested or zoo.default_for(image)
+    data = codecs.compress(image, zoo.load(name), refine_steps=args.refine_steps)
+    io.write_atomic(target, data)
+    return os.path.getsize(source), len(data), (
+        f"{source}: {_describe(codecs.geometry_of(image))} -> {target}: {len(data)} bytes, "
+        f"{8 * len(data) / image.size:.4f} bits/subpixel ({name}{why})")
+
+  return _execute(single, jobs, problems, code_one, args.paths[-1], out, err)
 
 
-def cmd_info(args, out):
-  from tfcomp import container, zoo  # pylint: disable=import-outside-toplevel
+def cmd_decompress(args, out, err):
+  from tfcomp import codecs, io, zoo  # pylint: disable=import-outside-toplevel
+  single, jobs, problems = _jobs(args.paths, (".tfc",), ".png")
+  if single:
+    extension = os.path.splitext(jobs[0][1])[1]
+    if extension and extension.lower() != ".png":
+      # Writing PNG bytes under another format's name would mislead whatever opens it.
+      raise UsageError(f"{jobs[0][1]}: decompress writes PNG, not {extension}; name the "
+                       "output .png and convert it if needed")
+
+  def code_one(source, target):
+    io.check_writable(target)
+    data = _read_bytes(source)
+    image, parsed = codecs.decompress(data, zoo.load)
+    png = io.encode_png(image)
+    io.write_atomic(target, png)
+    return len(data), len(png), (f"{source} -> {target}: {_describe(parsed.geometry)} PNG "
+                                 f"({parsed.model})")
+
+  return _execute(single, jobs, problems, code_one, args.paths[-1], out, err)
+
+
+def cmd_info(args, out, err):
+  del err
+  # Neither a model nor TensorFlow: the file and the zoo's weights files tell all.
+  from tfcomp import codecs, container, zoo  # pylint: disable=import-outside-toplevel
   data = _read_bytes(args.file)
   parsed = container.read(data)
   g = parsed.geometry
   subpixels = g.height * g.width * g.channels
-  codec = None
+  installed = False
   try:
-    codec = zoo.load(parsed.model)
-    installed = codec.weights_hash == parsed.weights_hash
+    installed = zoo.weights_hash(parsed.model) == parsed.weights_hash
     status = "installed" if installed else "NOT installed (other weights)"
   except KeyError as e:
     status = "NOT installed (" + (f"model {e.reason}" if hasattr(e, "reason") else
                                   "unknown model") + ")"
-  details = codec.describe(parsed.sections, g) if codec and installed else []
+  details = codecs.describe(parsed.sections, g) if installed else []
   out.write(f"file: {args.file}\n"
             f"format version: {container.FORMAT_VERSION}\n"
             f"model: {parsed.model} (weights {parsed.weights_hash.hex()}, {status})\n"
@@ -121,17 +275,35 @@ def cmd_info(args, out):
     out.write(line + "\n")
 
 
-def cmd_models(args, out):
-  del args
+def cmd_models(args, out, err):
+  del err
   from tfcomp import zoo  # pylint: disable=import-outside-toplevel
+  rows = [("MODEL", "FAMILY", "KIND", "ON KODAK", "ENC / DEC S", "FOR")]
   for e in zoo.ENTRIES:
-    default = " [default]" if e.name == zoo.DEFAULT else ""
-    kind = "lossless" if e.lossless else "lossy"
-    out.write(f"{e.name}\t{e.family}\t{kind}{default}\t{e.description}\n")
+    f = zoo.figures(e.name)
+    if not f:
+      measured, seconds = "not measured", ""
+    elif e.lossless:
+      measured = f"{f['bpsp']:.3f} bpsp"
+    else:
+      measured = f"{f['bpp']:.3f} bpp, {f['psnr']:.2f} dB, MS-SSIM {f['ms_ssim']:.4f}"
+    if f:
+      seconds = f"{f['encode_s']:.2f} / {f['decode_s']:.2f}"
+    kind = ("lossless" if e.lossless else "lossy") + (" *" if e.name == zoo.DEFAULT else "")
+    rows.append((e.name, e.family, kind, measured, seconds, e.use))
+  if args.all:
+    for name, (replacement, _) in zoo.RETIRED.items():
+      rows.append((name, name.split("-")[0], "retired", "", "", f"replaced by {replacement}"))
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+  for r in rows:
+    out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] + "\n")
+  out.write("* the default. Means over the 24 Kodak images, from the zoo's manifest, which "
+            "tools/bench.py writes (BENCHMARKS.md has the runs)." +
+            ("" if args.all else " --all adds the retired models.") + "\n")
 
 
-def cmd_bench(args, out):
-  del out  # the harness prints its own tables
+def cmd_bench(args, out, err):
+  del out, err  # the harness prints its own tables
   from tfcomp import bench  # pylint: disable=import-outside-toplevel
   try:
     bench.main(args.args)
@@ -161,15 +333,13 @@ def main(argv=None, out=None, err=None):
     return EXIT_USAGE
   except SystemExit as e:  # --help
     return e.code or 0
-  # Libraries' own warnings (imagecodecs, absl) would add lines to stderr.
+  # Libraries' own warnings (imagecodecs, absl, Pillow's on damaged files) would add lines
+  # to stderr, where each problem gets one line of ours.
   for name in ("imagecodecs", "absl", "tensorflow"):
     logging.getLogger(name).setLevel(logging.CRITICAL)
-  from tfcomp import codecs, container, io  # pylint: disable=import-outside-toplevel
-  from tfcomp.ops import OpsNotBuiltError  # pylint: disable=import-outside-toplevel
-  expected = (io.ImageError, codecs.UnsupportedImageError, container.FormatError,
-              OpsNotBuiltError, OSError, KeyError, ValueError)
+  warnings.simplefilter("ignore")
   try:
-    COMMANDS[args.command](args, out)
+    return COMMANDS[args.command](args, out, err) or 0
   except UsageError as e:
     err.write(f"tfcomp: error: {e}\n")
     return EXIT_USAGE
@@ -179,9 +349,8 @@ def main(argv=None, out=None, err=None):
     if out is sys.stdout:
       os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_BROKEN_PIPE
-  except expected as e:
-    message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-    err.write(f"tfcomp: error: {message}\n")
+  except _EXPECTED as e:
+    err.write(f"tfcomp: error: {_message(e)}\n")
     return EXIT_ERROR
   except MemoryError:
     err.write("tfcomp: error: out of memory\n")
@@ -195,7 +364,6 @@ def main(argv=None, out=None, err=None):
       raise
     err.write(f"tfcomp: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n")
     return EXIT_INTERNAL
-  return 0
 
 
 def run():
