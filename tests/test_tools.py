@@ -314,3 +314,12 @@ def test_bench_versions_times_two_checkouts_side_by_side(tmp_path, capsys):
                                         str(tmp_path), "--rounds", "1"])
   row = [line for line in capsys.readouterr().out.splitlines() if "fixedpred" in line]
   assert len(row) == 1 and "(+0.00%)" in row[0]
+
+
+def test_bench_cli_times_batch_single_and_in_process_coding(tmp_path, capsys):
+  io.write_png(str(tmp_path / "a.png"), testing.smooth_image(16, 24, 3, seed=1))
+  _run(helpers.tool("bench_cli"), ["bench_cli.py", "--images", str(tmp_path), "--models",
+                                   "fixedpred-v1"])
+  out = capsys.readouterr().out
+  row = [line for line in out.splitlines() if line.startswith("| fixedpred-v1")]
+  assert len(row) == 1 and "`tfcomp models`" in out and "`tfcomp info`" in out
