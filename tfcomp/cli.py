@@ -283,11 +283,9 @@ def cmd_models(args, out, err):
     f = zoo.figures(e.name)
     if not f:
       measured, seconds = "not measured", ""
-    elif e.lossless:
-      measured = f"{f['bpsp']:.3f} bpsp"
     else:
-      measured = f"{f['bpp']:.3f} bpp, {f['psnr']:.2f} dB, MS-SSIM {f['ms_ssim']:.4f}"
-    if f:
+      measured = (f"{f['bpsp']:.3f} bpsp" if e.lossless else
+                  f"{f['bpp']:.3f} bpp, {f['psnr']:.2f} dB, MS-SSIM {f['ms_ssim']:.4f}")
       seconds = f"{f['encode_s']:.2f} / {f['decode_s']:.2f}"
     kind = ("lossless" if e.lossless else "lossy") + (" *" if e.name == zoo.DEFAULT else "")
     rows.append((e.name, e.family, kind, measured, seconds, e.use))

@@ -19,6 +19,7 @@ Layout (all integers little endian):
 a damaged file nor a hostile one can make it read out of bounds or allocate without limit.
 """
 import dataclasses
+import hashlib
 import struct
 import zlib
 
@@ -70,6 +71,12 @@ class Container:
   weights_hash: bytes
   geometry: Geometry
   sections: dict  # name -> bytes, in file order
+
+
+def weights_hash_of(weights):
+  """The hash a file records of the weights (the bytes of a model's stored file) that wrote
+  it: the start of their SHA-256."""
+  return hashlib.sha256(weights).digest()[:WEIGHTS_HASH_SIZE]
 
 
 def _name(text, what):

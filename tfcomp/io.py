@@ -20,9 +20,9 @@ _PIL_MODES = {"1": "L", "L": "L", "LA": "LA", "RGB": "RGB", "RGBA": "RGBA",
               "I;16": None, "I;16L": None, "I;16B": None, "I": None}
 
 
-# The files `tfcomp compress` takes from a folder: the formats read_image reads.
-IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".pnm",
-                    ".pbm", ".webp", ".gif", ".tga")
+# The files taken from a folder of images (`tfcomp compress`, datasets): the usual formats
+# read_image reads.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 
 
 class ImageError(ValueError):

@@ -7,8 +7,8 @@ Per model, side by side in one run:
   * batch: `tfcomp compress --model M IMAGES OUT` (one process), then `tfcomp decompress`
     of its files into a folder;
   * singles: one `tfcomp compress` and one `tfcomp decompress` per image;
-  * in-process: the same coding in one Python process after its start-up (the time
-    tools/bench.py measures), and the start-up: a process that imports, loads the model and
+  * in-process: the same coding in one Python process after its start-up and tracing
+    (tools/bench_versions.py's timing, as tools/bench.py measures), and the start-up: a process that imports, loads the model and
     codes one 8x8 image.
 The batch's wall time over in-process plus one start-up is the overhead of the command.
 Also the wall time of `tfcomp models` and `tfcomp info` (median of 5 runs). Every command
@@ -25,6 +25,7 @@ import time
 from absl import app, flags
 
 import toolbox  # first: it puts the repository on the path
+import bench_versions  # pylint: disable=wrong-import-order
 from tfcomp import data, io as tfcomp_io, testing, zoo  # pylint: disable=wrong-import-order
 
 FLAGS = flags.FlagValues()
@@ -37,26 +38,6 @@ flags.DEFINE_bool("benchmarks_md", False, "replace the section of BENCHMARKS.md"
 
 SECTION = "The tfcomp command (tools/bench_cli.py)"
 TFCOMP = os.path.join(os.path.dirname(sys.executable), "tfcomp")
-
-# In-process coding of the images, after the start-up a batch call also pays once.
-IN_PROCESS = r"""
-import sys, time
-from tfcomp import codecs, io, zoo
-name, paths = sys.argv[1], sys.argv[2:]
-codec = zoo.load(name)
-for image in {im.shape: im for im in (io.read_image(p) for p in paths)}.values():
-  codecs.decompress(codecs.compress(image, codec), zoo.load)  # traces every shape once
-encode = decode = 0.0
-for p in paths:
-  image = io.read_image(p)
-  start = time.perf_counter()
-  coded = codecs.compress(image, codec)
-  middle = time.perf_counter()
-  codecs.decompress(coded, zoo.load)
-  encode += middle - start
-  decode += time.perf_counter() - middle
-print(encode, decode)
-"""
 
 
 def _wall(argv):
@@ -84,8 +65,9 @@ def measure(model, paths, work):
   tiny = os.path.join(work, "tiny.png")
   tfcomp_io.write_atomic(tiny, tfcomp_io.encode_png(testing.smooth_image(8, 8, 3)))
   start = _wall([TFCOMP, "compress", "--model", model, tiny, tiny + ".tfc"])[0]
-  enc, dec = map(float, _wall([sys.executable, "-c", IN_PROCESS, model, *paths])[1].split())
-  return {"batch": batch, "singles": tuple(singles), "in_process": (enc, dec), "start": start}
+  timed = bench_versions.time_in_process(bench_versions.ROOT, model, paths)  # means per image
+  in_process = (timed["enc"] * len(paths), timed["dec"] * len(paths))
+  return {"batch": batch, "singles": tuple(singles), "in_process": in_process, "start": start}
 
 
 def main(argv):

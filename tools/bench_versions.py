@@ -61,7 +61,7 @@ print(json.dumps({"enc": statistics.mean(enc), "dec": statistics.mean(dec), "byt
 """
 
 
-def _run(root, name, paths):
+def time_in_process(root, name, paths):
   """{"enc", "dec": mean seconds per image, "bytes": total} of model `name` of `root`."""
   env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3")
   result = subprocess.run([sys.executable, "-c", TIMING_SCRIPT, name] + paths,
@@ -86,8 +86,8 @@ def main(argv):
   results = {tuple(p): {"other": [], "this": []} for p in pairs}
   for _ in range(FLAGS.rounds):
     for other, this in pairs:
-      results[(other, this)]["other"].append(_run(os.path.abspath(FLAGS.other), other, paths))
-      results[(other, this)]["this"].append(_run(ROOT, this, paths))
+      results[(other, this)]["other"].append(time_in_process(os.path.abspath(FLAGS.other), other, paths))
+      results[(other, this)]["this"].append(time_in_process(ROOT, this, paths))
   lines = ["| other model | this model | enc s (other / this) | dec s (other / this) | "
            "enc ratio | dec ratio | bytes (other / this) |", "|---|---|---|---|---|---|---|"]
   for (other, this), sides in results.items():

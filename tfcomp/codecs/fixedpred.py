@@ -10,7 +10,6 @@ The tables (one discretized Laplacian per scale class and bit depth) are built o
 (tfcomp/zoo/weights/fixedpred-v1.npz) and never recomputed by the decoder; new tables
 need a new model name.
 """
-import hashlib
 import io
 
 import numpy as np
@@ -41,7 +40,7 @@ class FixedPredCodec(codecs.Codec):
     self.name = name
     with open(weights_path, "rb") as f:
       raw = f.read()
-    self._hash = hashlib.sha256(raw).digest()[:16]
+    self._hash = container.weights_hash_of(raw)
     with np.load(io.BytesIO(raw)) as tables:
       self._coders = {bits: gradient.GradientCoder(bits, {
           name: tables[f"{name}{bits}"] for name in gradient.TABLE_NAMES}) for bits in (8, 16)}

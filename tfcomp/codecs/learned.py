@@ -1,5 +1,4 @@
 """What every codec around a learned model shares: loading, image kinds and padding."""
-import hashlib
 
 import numpy as np
 
@@ -28,7 +27,7 @@ class ModelCodec(codecs.Codec):
     self.weights_path = weights_path
     with open(weights_path, "rb") as f:
       raw = f.read()
-    self._hash = hashlib.sha256(raw).digest()[:16]
+    self._hash = container.weights_hash_of(raw)
     self.family, self.model = models.from_bytes(raw)
     layers.freeze_exact_grids(self.model)
 

@@ -130,10 +130,6 @@ class LosslessModelCodec(learned.ModelCodec):
         raise container.FormatError(f"tile {i} has unknown mode {bytes(mode)!r}")
     return image
 
-  def tile_modes(self, sections, geometry):
-    """The mode (MODEL or PNG) of each tile of a file's sections, in raster order."""
-    return [bytes(mode) for mode, _ in self._tile_chunks(sections, geometry)]
-
   def estimate(self, image):
     """Estimated bits of `image` under the exact tiling of `compress`: the model's
     cross-entropy per tile, or the PNG's real size where that is smaller (as `compress`
@@ -148,10 +144,11 @@ class LosslessModelCodec(learned.ModelCodec):
     return {"bits": bits}
 
 
-def describe_tiles(sections, geometry):
-  """`tfcomp info`'s lines about a learned lossless file's tiles, from the file alone (its
-  chunks frame themselves: each tile holds a mode chunk and as many stream chunks as its
-  model has), so that it needs neither the model nor TensorFlow."""
+def tile_modes(sections, geometry):
+  """The mode (MODEL or PNG) of each tile of a learned lossless file's sections, in raster
+  order, from the file alone (its chunks frame themselves: each tile holds a mode chunk and
+  as many stream chunks as its model has), so that it needs neither the model nor
+  TensorFlow."""
   if SECTION not in sections:
     raise container.FormatError(f"expected section {SECTION!r}, found {sorted(sections)}")
   chunks = container.split_chunks(sections[SECTION], SECTION)
@@ -159,5 +156,10 @@ def describe_tiles(sections, geometry):
   if not chunks or len(chunks) % count:
     raise container.FormatError(f"{SECTION} holds {len(chunks)} chunks, not a whole number "
                                 f"for each of its {count} tiles")
-  modes = [bytes(mode) for mode in chunks[::len(chunks) // count]]
+  return [bytes(mode) for mode in chunks[::len(chunks) // count]]
+
+
+def describe_tiles(sections, geometry):
+  """`tfcomp info`'s lines about a learned lossless file's tiles (see tile_modes)."""
+  modes = tile_modes(sections, geometry)
   return [f"tiles: {len(modes)} ({modes.count(PNG)} stored as PNG)"]

@@ -12,14 +12,13 @@ import tensorflow_datasets as tfds
 
 from tfcomp import io as tfcomp_io
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
-
 
 def image_files(directory):
   """Image files under `directory` (recursively), sorted by path."""
   found = []
   for root, _, names in os.walk(directory):
-    found += [os.path.join(root, n) for n in names if n.lower().endswith(IMAGE_SUFFIXES)]
+    found += [os.path.join(root, n) for n in names
+              if n.lower().endswith(tfcomp_io.IMAGE_EXTENSIONS)]
   return sorted(found)
 
 

@@ -10,9 +10,10 @@ harness writes it (`tools/bench.py --update_manifest`), `tfcomp models` shows it
 """
 import dataclasses
 import functools
-import hashlib
 import json
 import os
+
+from tfcomp import container
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "manifest.json")
@@ -171,10 +172,10 @@ def weights_path(name):
 
 @functools.lru_cache(maxsize=None)
 def weights_hash(name):
-  """The 16-byte hash that files of model `name` record: the start of the SHA-256 of its
-  .npz, computed without loading the model (its codec computes the same)."""
+  """The hash that files of model `name` record (container.weights_hash_of its .npz),
+  without loading the model."""
   with open(weights_path(name), "rb") as f:
-    return hashlib.sha256(f.read()).digest()[:16]
+    return container.weights_hash_of(f.read())
 
 
 @functools.lru_cache(maxsize=None)
