@@ -229,6 +229,7 @@ def test_restore_widens_a_model_from_a_narrower_one(tmp_path, family, small, wid
   """Convolutions restored into more features (grouped layouts included: the classifiers'
   concatenated branches, the depth_to_space upsamplers) code exactly as before, and the
   added channels can learn."""
+  tf.keras.utils.set_random_seed(3)  # the added channels' initial values
   source = models.build(family, small)
   models.build_variables(source)
   # Every weight nonzero, as after training: zero-initialized layers (the classifiers'

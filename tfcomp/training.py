@@ -183,15 +183,25 @@ def _conv_channel_groups(model):
   return groups
 
 
+# Added channels' initial values are scaled by this when a model is widened (see _widened).
+ADDED_CHANNEL_SCALE = 1 / 16
+
+
 def _widened(variable, value, groups):
   """`value` (a restored weight) fitted to `variable`, or None where it does not fit.
 
   An equal shape fits as it is. A narrower convolution (fewer channels in some of its
   channel groups, `groups` per axis) fits into the leading channels of each group; the
   weights reading the added input channels are zeroed, so the old channels compute what
-  they did and the added ones, which start from the variable's initial values, are read
-  by nothing until training moves those zeros: the widened model starts out computing
-  what the restored one did.
+  they did and the added ones, which start from the variable's initial values scaled by
+  ADDED_CHANNEL_SCALE, are read by nothing until training moves those zeros: the widened
+  model starts out computing what the restored one did.
+
+  The scale is there for the exact path (tfcomp.exact): a convolution's input grid is set
+  by its input's largest magnitude, so an added channel larger than every restored one
+  would coarsen the grid the restored channels are rounded to. Started small, the added
+  channels leave that to the restored ones (and a float model is unaffected either way);
+  they still pass their 11-bit rounding, so the zeros reading them get gradients.
   """
   shape = tuple(variable.shape)
   if shape == value.shape:
@@ -200,7 +210,7 @@ def _widened(variable, value, groups):
       t < v or t % g or v % g for t, v, g in zip(shape, value.shape, groups)):
     return None
   split = lambda dims: [n for d, g in zip(dims, groups) for n in (g, d // g)]  # noqa: E731
-  grown = variable.numpy().reshape(split(shape))
+  grown = (variable.numpy() * ADDED_CHANNEL_SCALE).reshape(split(shape))
   if len(shape) == 4:  # a kernel: nothing reads the added input channels yet
     grown[:, :, :, :, :, value.shape[2] // groups[2]:] = 0
   grown[tuple(slice(None) if i % 2 == 0 else slice(0, n)
