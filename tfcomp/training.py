@@ -12,9 +12,11 @@ run's weights (a checkpoint directory or a model .npz). TensorBoard summaries go
 logdir/train and logdir/eval.
 """
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import shutil
 import time
 
 import numpy as np
@@ -235,65 +237,160 @@ def load_run(logdir):
   return run["family"], model, int(step.numpy())
 
 
-def train(family, config, options, log=print):
-  """Trains a `family` model built from `config`; returns the final eval scalars."""
-  options.validate()
-  tf.random.set_seed(options.seed)
-  model = models.build(family, config)
-  models.build_variables(model)
-  os.makedirs(options.logdir, exist_ok=True)
-  with open(os.path.join(options.logdir, "config.json"), "w") as f:
-    json.dump({"family": family, "config": model.get_config(),
-               "options": dataclasses.asdict(options)}, f, indent=2)
+def weights_digest(model):
+  """A short SHA-256 of every weight's value, by name: equal on workers in step."""
+  digest = hashlib.sha256()
+  for name, variable in sorted(named_weights(model).items()):
+    digest.update(name.encode() + variable.numpy().tobytes())
+  return digest.hexdigest()[:16]
 
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def make_strategy(name):
+  """The tf.distribute strategy called `name` (one of STRATEGIES).
+
+  default: this process's one device. mirrored: every local GPU (or the CPU), one replica
+  each. multi_worker: MultiWorkerMirroredStrategy over the cluster TF_CONFIG describes,
+  with the local devices of each worker as its replicas.
+  """
+  if name == "default":
+    return tf.distribute.get_strategy()
+  if name == "mirrored":
+    return tf.distribute.MirroredStrategy()
+  if name == "multi_worker":
+    if not os.environ.get("TF_CONFIG"):
+      raise ValueError("strategy multi_worker needs TF_CONFIG (the cluster and this "
+                       "worker's task), as tf.distribute.MultiWorkerMirroredStrategy reads it")
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  raise ValueError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
+
+
+def worker_task(strategy):
+  """(is_chief, task_id) of this process in `strategy`'s cluster: the task "chief", or
+  else worker 0, is the chief; a single process is its own chief, task 0."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  cluster = resolver.cluster_spec().as_dict() if resolver else {}
+  if not cluster:
+    return True, 0
+  task_type, task_id = resolver.task_type, resolver.task_id or 0
+  chief = task_type == "chief" or (task_type == "worker" and task_id == 0
+                                   and "chief" not in cluster)
+  return chief, task_id
+
+
+def train(family, config, options, log=print, strategy=None):
+  """Trains a `family` model built from `config`; returns the final eval scalars.
+
+  `strategy` (a tf.distribute.Strategy; the default one if None) holds the model's
+  replicas. options.batch_size is the global batch, split evenly across them; each
+  replica's loss is scaled with tf.nn.compute_average_loss so that the summed gradients
+  are those of the global batch's mean loss (exactly so for the families whose loss is a
+  mean over examples, which is all but imgcomp's entropy-target hinge, applied per
+  replica). Every worker trains the same steps and writes checkpoints, as
+  MultiWorkerMirroredStrategy requires; the chief's, in logdir/ckpt, are the ones a
+  restarted cluster resumes from (logdir must be shared by all workers), the others go to
+  a scratch folder that is removed again. Summaries, evaluation and model.npz come from
+  the chief alone.
+  """
+  options.validate()
+  strategy = strategy or tf.distribute.get_strategy()
+  replicas = strategy.num_replicas_in_sync
+  if options.batch_size % replicas:
+    raise ValueError(f"batch_size {options.batch_size} does not split evenly across "
+                     f"{replicas} replicas")
+  chief, task_id = worker_task(strategy)
+  # The chief reports progress for the cluster; every worker says where it starts and ends.
+  report = log if chief else lambda line: None  # noqa: E731
+  # Keras draws unseeded initial values from Python's and NumPy's generators too.
+  tf.keras.utils.set_random_seed(options.seed)
+  # The seed's initial weights, drawn outside the strategy: its variable creators draw
+  # initial values in an order of their own, and a run should start alike under any.
+  initial = models.build(family, config)
+  models.build_variables(initial)
+  initial = named_weights(initial)
+  with strategy.scope():
+    model = models.build(family, config)
+    models.build_variables(model)
+    for name, variable in named_weights(model).items():
+      variable.assign(initial[name])
+    groups = loss_groups(model)
+    optimizers = [tf.keras.optimizers.Adam(learning_rate(options, 0)) for _ in groups]
+  # Plain variables: each worker counts its steps alike, and only the chief evaluates.
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
   best = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_eval_loss")
-  groups = loss_groups(model)
-  optimizers = [tf.keras.optimizers.Adam(learning_rate(options, 0)) for _ in groups]
+  os.makedirs(options.logdir, exist_ok=True)
+  if chief:
+    with open(os.path.join(options.logdir, "config.json"), "w") as f:
+      json.dump({"family": family, "config": model.get_config(),
+                 "options": dataclasses.asdict(options)}, f, indent=2)
+
   # The first optimizer keeps the name single-optimizer runs have always checkpointed.
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizers[0], step=step, best=best,
                                    **{f"optimizer_{i}": o for i, o in
                                       enumerate(optimizers) if i})
-  manager = tf.train.CheckpointManager(checkpoint, os.path.join(options.logdir, "ckpt"),
-                                       max_to_keep=3)
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint)
-    log(f"resumed from {manager.latest_checkpoint} at step {int(step)}")
+  checkpoints = os.path.join(options.logdir, "ckpt")
+  manager = tf.train.CheckpointManager(
+      checkpoint,
+      checkpoints if chief else os.path.join(options.logdir, f".ckpt-worker{task_id}"),
+      max_to_keep=3 if chief else 1)
+  latest = tf.train.latest_checkpoint(checkpoints)
+  if latest:
+    checkpoint.restore(latest)
+    log(f"resumed from {latest} at step {int(step)}")
   elif options.restore:
-    log(f"initialized from {_restore_weights(model, family, options.restore, log)}")
+    log(f"initialized from {_restore_weights(model, family, options.restore, report)}")
 
-  dataset = data.train_dataset(options.train, options.crop_size, options.batch_size,
-                               seed=options.seed + int(step), augment=True)
+  seed = options.seed + int(step)
+  dataset = strategy.distribute_datasets_from_function(
+      lambda context: data.train_dataset(options.train, options.crop_size, options.batch_size,
+                                         seed=seed, augment=True, input_context=context))
   eval_images = (data.load_images(options.eval, limit=options.eval_limit or None)
-                 if options.eval else [])
+                 if options.eval and chief else [])
   eval_images = [(n, im) for n, im in eval_images if im.ndim == 3 and im.shape[2] == 3
                  and im.dtype == np.uint8]
-  train_writer = tf.summary.create_file_writer(os.path.join(options.logdir, "train"))
-  eval_writer = tf.summary.create_file_writer(os.path.join(options.logdir, "eval"))
+  if chief:
+    train_writer = tf.summary.create_file_writer(os.path.join(options.logdir, "train"))
+    eval_writer = tf.summary.create_file_writer(os.path.join(options.logdir, "eval"))
+  else:
+    train_writer = eval_writer = tf.summary.create_noop_writer()
 
-  @tf.function
-  def train_step(x):
+  def replica_step(x):
+    local_batch = tf.shape(x)[0]
+    average = lambda mean: tf.nn.compute_average_loss(  # noqa: E731
+        tf.fill([local_batch], mean), global_batch_size=options.batch_size)
     with tf.GradientTape(persistent=True) as tape:
       out = model(x, training=True)
       loss, scalars = model.loss_and_scalars(x, out)
-    grads = [tape.gradient(scalars[name], variables) for name, variables in groups]
+      scaled = {name: average(scalars[name]) for name, _ in groups}
+    grads = [tape.gradient(scaled[name], variables) for name, variables in groups]
     del tape
     finite = tf.reduce_all([tf.math.is_finite(scalars[name]) for name, _ in groups] +
                            [tf.reduce_all(tf.math.is_finite(g)) for group in grads
                             for g in group if g is not None])
+    # A non-finite loss or gradient (rare, early in training) on any replica becomes a
+    # zero update everywhere instead of poisoning every weight.
+    finite = tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, tf.cast(tf.logical_not(finite), tf.float32)) == 0
     for optimizer, (_, variables), group in zip(optimizers, groups, grads):
-      # A non-finite loss or gradient (rare, early in training) becomes a zero update
-      # instead of poisoning every weight.
       group = [tf.where(finite, g, tf.zeros_like(g)) for g in group]
       optimizer.apply_gradients(zip(group, variables))
     return loss, scalars, finite
+
+  @tf.function
+  def train_step(x):
+    loss, scalars, finite = strategy.run(replica_step, args=(x,))
+    mean = lambda v: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)  # noqa: E731
+    return (mean(loss), {k: mean(v) for k, v in scalars.items()},
+            strategy.experimental_local_results(finite)[0])
 
   def run_eval():
     scalars = evaluate(model, eval_images)
     with eval_writer.as_default(step=int(step)):
       for k, v in scalars.items():
         tf.summary.scalar(k, v)
-    log(f"step {int(step)} eval " + " ".join(f"{k}={v:.4f}" for k, v in scalars.items()))
+    report(f"step {int(step)} eval " + " ".join(f"{k}={v:.4f}" for k, v in scalars.items()))
     if scalars["loss"] < float(best):
       best.assign(scalars["loss"])
       models.save(model, family, os.path.join(options.logdir, "model.npz"))
@@ -301,11 +398,14 @@ def train(family, config, options, log=print):
 
   scalars = {}
   started, started_step = time.time(), int(step)
-  for x in dataset:
-    if int(step) >= options.steps:
-      break
+  batches = iter(dataset)
+  # A fixed number of steps over a repeated dataset: every worker stops at the same step,
+  # so none waits on a collective the others never join.
+  while int(step) < options.steps:
+    x = next(batches)
+    lr = float(learning_rate(options, step))
     for optimizer in optimizers:
-      optimizer.learning_rate.assign(learning_rate(options, step))
+      optimizer.learning_rate.assign(lr)
     loss, train_scalars, finite = train_step(x)
     step.assign_add(1)
     s = int(step)
@@ -313,20 +413,29 @@ def train(family, config, options, log=print):
       with train_writer.as_default(step=s):
         for k, v in train_scalars.items():
           tf.summary.scalar(k, v)
-        tf.summary.scalar("learning_rate", optimizers[0].learning_rate)
-        if s % (options.summary_every * 10) == 0 or s == 1:
-          for k, v in model.summary_images(x, model(x, training=False)).items():
+        tf.summary.scalar("learning_rate", lr)
+        if chief and (s % (options.summary_every * 10) == 0 or s == 1):
+          local = strategy.experimental_local_results(x)[0]
+          for k, v in model.summary_images(local, model(local, training=False)).items():
             tf.summary.image(k, v, max_outputs=2)
-      rate = (s - started_step) / max(time.time() - started, 1e-9)
-      log(f"step {s} loss={float(loss):.4f}" + ("" if bool(finite) else " (skipped)") +
-          f" lr={float(optimizers[0].learning_rate):.2e} {rate:.2f} steps/s")
+      seconds = max(time.time() - started, 1e-9)
+      report(f"step {s} loss={float(loss):.4f}" + ("" if bool(finite) else " (skipped)") +
+          f" lr={lr:.2e} {(s - started_step) / seconds:.2f} "
+          f"steps/s {(s - started_step) * options.batch_size / seconds:.1f} examples/s")
     if s % options.checkpoint_every == 0:
       manager.save(checkpoint_number=s)
     if eval_images and s % options.eval_every == 0:
       scalars = run_eval()
   manager.save(checkpoint_number=int(step))
-  if eval_images and int(step) % options.eval_every:
+  log(f"finished at step {int(step)}, weights {weights_digest(model)}")
+  if not chief:
+    shutil.rmtree(manager.directory, ignore_errors=True)
+  elif eval_images and int(step) % options.eval_every:
     scalars = run_eval()
   elif not eval_images:
     models.save(model, family, os.path.join(options.logdir, "model.npz"))
+  # The workers leave together: one leaving first would look to the others, still busy
+  # (the chief evaluating, say), like a failed worker.
+  strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)),
+                  axis=None)
   return scalars

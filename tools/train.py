@@ -13,6 +13,22 @@ until training moves the zeros in front of them, so the grown model starts out c
 the restored one did.
 The best weights (by eval loss) land in
 <logdir>/model.npz; TensorBoard reads <logdir>.
+
+--batch_size is the global batch; --strategy spreads it over replicas with tf.distribute:
+
+    default       this process, one device
+    mirrored      every GPU of this host (MirroredStrategy), e.g. 4 GPUs:
+                  python tools/train.py --strategy mirrored --batch_size 64 ...
+    multi_worker  one process per host (MultiWorkerMirroredStrategy), each told the
+                  cluster and its own task by TF_CONFIG, all with the same flags and a
+                  --logdir every host can reach (a shared file system):
+                  TF_CONFIG='{"cluster": {"worker": ["host1:2222", "host2:2222"]},
+                              "task": {"type": "worker", "index": 0}}' \
+                      python tools/train.py --strategy multi_worker ...   (index 1 on host2)
+
+Worker 0 (or a "chief" task) writes the summaries, evaluates and saves model.npz. If a
+worker dies the others stop with an error; start all of them again with the same
+command and they resume from the last checkpoint.
 """
 import json
 
@@ -53,6 +69,9 @@ flags.DEFINE_integer("eval_limit", 0, "evaluate on the first N eval images only 
 flags.DEFINE_integer("summary_every", defaults.summary_every, "steps between summaries",
                      flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "seed of the crops and the initialization", flag_values=FLAGS)
+flags.DEFINE_enum("strategy", "default", training.STRATEGIES,
+                  "how tf.distribute spreads the global batch: this device, every local "
+                  "GPU, or the workers of TF_CONFIG", flag_values=FLAGS)
 
 
 def main(argv):
@@ -65,6 +84,8 @@ def main(argv):
   for name in ("model", "train", "logdir"):
     if not getattr(FLAGS, name):
       raise app.UsageError(f"--{name} is required")
+  # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs anything else.
+  strategy = training.make_strategy(FLAGS.strategy)
   config = configs.load(FLAGS.model, FLAGS.config, FLAGS.set)
   options = training.TrainOptions(
       train=FLAGS.train, logdir=FLAGS.logdir, eval=FLAGS.eval, steps=FLAGS.steps,
@@ -75,7 +96,8 @@ def main(argv):
       restore=FLAGS.restore)
   print(f"training {FLAGS.model} {json.dumps(config)}", flush=True)
   scalars = training.train(FLAGS.model, config, options,
-                           log=lambda line: print(line, flush=True))
+                           log=lambda line: print(line, flush=True),
+                           strategy=strategy)
   print(json.dumps(scalars))
 
 

@@ -62,11 +62,19 @@ def eval_dataset(spec, data_dir=None, manual_dir=None):
 
 
 def train_dataset(spec, crop_size=128, batch_size=8, seed=0, shuffle_buffer=256,
-                  data_dir=None, manual_dir=None, repeat=True, augment=False):
+                  data_dir=None, manual_dir=None, repeat=True, augment=False,
+                  input_context=None):
   """Random crops [batch, crop, crop, 3] uint8, shuffled with `seed`, batched, prefetched.
 
   Images smaller than the crop on either side are skipped. `augment` adds random
   horizontal flips (from the same stateless seeds).
+
+  With a tf.distribute.InputContext, `batch_size` is the global batch and this is the
+  dataset of one input pipeline (one worker): its replicas' batches, each
+  `input_context.get_per_replica_batch_size(batch_size)` crops. Every pipeline walks the
+  same seeded stream of images and crops only the positions i = pipeline id (mod number
+  of pipelines) of it; so at each step the replicas of all workers together hold exactly
+  the global batch that one process with the same seed trains on.
   """
   if crop_size < 1 or batch_size < 1:
     raise ValueError(f"crop_size and batch_size must be positive, got {crop_size}, "
@@ -85,8 +93,12 @@ def train_dataset(spec, crop_size=128, batch_size=8, seed=0, shuffle_buffer=256,
     x = tf.image.stateless_random_crop(x, shape, seed=key)
     return tf.image.stateless_random_flip_left_right(x, seed=key + 1) if augment else x
 
-  crops = images.enumerate().map(crop, num_parallel_calls=tf.data.AUTOTUNE,
-                                 deterministic=True)
+  positions = images.enumerate()
+  if input_context is not None:
+    positions = positions.shard(input_context.num_input_pipelines,
+                                input_context.input_pipeline_id)
+    batch_size = input_context.get_per_replica_batch_size(batch_size)
+  crops = positions.map(crop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return crops.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
