@@ -94,7 +94,8 @@ def test_gradient_coder_estimate_matches_its_streams_and_round_trips(shape):
   coder = gradient.GradientCoder(8, gradient.build_tables(8))
   image = testing.smooth_image(*shape, seed=3)
   residuals, classes = coder.analyze(image)
-  streams = [coder.encode_classes(classes), coder.encode_residuals(residuals, classes)]
+  streams = [coder.encode_classes(classes).numpy(),
+             coder.encode_residuals(residuals, classes).numpy()]
   real = 8 * sum(len(s) for s in streams)
   # rANS flushes a few bytes per stream on top of the information.
   assert coder.bits(image) <= real <= 1.01 * coder.bits(image) + 2 * 128
@@ -115,3 +116,21 @@ def test_gradient_coder_refuses_bad_tables_and_corrupted_classes():
   stream = coder.encode_classes(np.full((3, 1, 1), coder.num_classes + 5, np.int32))
   with pytest.raises(tf.errors.InvalidArgumentError, match="classes out of range"):
     coder.decode_classes(stream, 3, 16, 16)
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_gradient_classes_are_the_nearest_log_scale_on_every_block_mean(bit_depth):
+  """The class rule of exact arithmetic picks what the nearest log-scale picks, on every
+  mean |residual| a block can have: a sum of |r| <= 2^(B-1) per sample over 1 to 16 rows
+  and columns (for 16 bits, the sums next to each boundary: both rules grow with the mean)."""
+  scales = gradient.build_tables(bit_depth)["scales"]
+  boundaries = np.sqrt(scales[:-1] * scales[1:])
+  means = []
+  for count in {rows * cols for rows in range(1, 17) for cols in range(1, 17)}:
+    most = 2**(bit_depth - 1) * count
+    sums = (np.arange(most + 1) if bit_depth == 8 else
+            np.clip(np.floor(boundaries * count)[:, None] + np.arange(-2, 4), 0, most))
+    means.append(np.maximum(np.ravel(sums) / count, 1e-3))
+  means = np.concatenate(means)
+  nearest = np.abs(np.log(means)[:, None] - np.log(scales)).argmin(-1)
+  np.testing.assert_array_equal(gradient.scale_classes(means, scales), nearest)

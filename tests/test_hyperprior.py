@@ -141,48 +141,6 @@ def test_refined_latents_cost_less_and_decode_to_what_the_encoder_fitted():
     codecs.compress(image, codec, refine_steps=-1)
 
 
-_FRESH_PROCESS = """
-import sys
-import numpy as np
-import tfcomp
-import tensorflow as tf
-tfcomp.register_ops()
-served = tf.saved_model.load(sys.argv[1])
-image = np.load(sys.argv[2])
-coded = served.compress(tf.constant(image))
-decoded = served.decompress(coded["strings"], coded["shape"])["image"]
-y, z = (np.frombuffer(s, np.uint8) for s in coded["strings"].numpy())
-np.savez(sys.argv[3], y=y, z=z, shape=coded["shape"].numpy(), image=decoded.numpy())
-"""
-
-
-def test_exported_savedmodel_codes_like_the_codec_in_a_fresh_process(tiny_codec, tmp_path):
-  import os  # pylint: disable=import-outside-toplevel
-  import subprocess  # pylint: disable=import-outside-toplevel
-  import sys  # pylint: disable=import-outside-toplevel
-  export = helpers.tool("export")
-  weights = tmp_path / "tiny.npz"
-  models.save(tiny_codec.model, "hyperprior", weights)
-  out = tmp_path / "saved"
-  export.main(["export.py", "--weights", str(weights), "--out", str(out)])
-  cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-  signatures = subprocess.run([cli, "show", "--dir", str(out), "--tag_set", "serve"],
-                              capture_output=True, text=True, check=True).stdout
-  assert '"compress"' in signatures and '"decompress"' in signatures, signatures
-  with pytest.raises(Exception, match="exists"):
-    export.main(["export.py", "--weights", str(weights), "--out", str(out)])
-
-  image = testing.smooth_image(37, 70, 3, seed=5)
-  np.save(tmp_path / "image.npy", image)
-  subprocess.run([sys.executable, "-c", _FRESH_PROCESS, str(out), str(tmp_path / "image.npy"),
-                  str(tmp_path / "result.npz")], check=True)
-  result = np.load(tmp_path / "result.npz")
-  sections = tiny_codec.compress(image)
-  assert result["y"].tobytes() == sections["y"] and result["z"].tobytes() == sections["z"]
-  np.testing.assert_array_equal(result["shape"], [37, 70])
-  np.testing.assert_array_equal(result["image"], tiny_codec.estimate(image)["x_hat"])
-
-
 def test_a_frozen_model_restores_into_a_training_run(tmp_path):
   """A zoo model can be trained on: its weights restore, its coding tables do not (the
   prior changes under training, and freezing derives them again)."""

@@ -1,24 +1,37 @@
-"""Exports a lossy tfcomp model as a SavedModel serving `compress` and `decompress`.
+"""Exports a learned tfcomp model as a SavedModel serving `compress` and `decompress`.
 
-    python tools/export.py --model hyperprior-ms-q2 --out exported/hyperprior-ms-q2
+    python tools/export.py --model hyperprior-ms-v5-q2 --out exported/hyperprior-ms-v5-q2
+    python tools/export.py --model srec-small-v5 --out exported/srec-small-v5
     python tools/export.py --weights runs/hp/model_compressible.npz --out exported/hp
 
-Signatures (one RGB image per call; sides padded and cropped as in tfcomp.codecs.lossy):
+Signatures (one RGB image per call):
 
-    compress(image: uint8 [H, W, 3]) -> strings: string [2] (y, z), shape: int32 [2]
-    decompress(strings: string [2], shape: int32 [2]) -> image: uint8 [H, W, 3]
+  lossy models (hyperprior, imgcomp; sides padded and cropped as in tfcomp.codecs.lossy):
+    compress(image: uint8 [H, W, 3]) -> strings_bytes: string [S], shape: int32 [2]
+    decompress(strings_bytes: string [S], shape: int32 [2]) -> image: uint8 [H, W, 3]
+  S strings, one per stream of the model (hyperprior: y, z). They are the very functions
+  the `tfcomp` codec runs, so the strings are the payload of a .tfc file of the same model.
 
-They are the very functions the `tfcomp` codec runs, so the strings are the payload of a
-.tfc file of the same model. To use the export, a fresh process needs only
+  lossless models (srec, l3c; see tfcomp.codecs.lossless_serving):
+    compress(image: uint8 [H, W, 3]) -> strings_bytes: string [N], shape: int32 [2]
+    decompress(strings_bytes: string [N], shape: int32 [2]) -> image: uint8 [H, W, 3]
+  The image is one tile: sides up to tfcomp.codecs.lossless.TILE (larger ones are refused),
+  and the N strings are the streams the `tfcomp` codec writes for that tile through the
+  model (its PNG fallback is the file codec's policy, not the served model's).
+  lossless.pack_served makes them into a .tfc file, lossless.unpack_served takes them back.
+
+Strings are named *_bytes so that TF Serving's REST API carries them base64-encoded. To use
+the export, a fresh process needs only
 
     import tfcomp, tensorflow as tf
     tfcomp.register_ops()
     served = tf.saved_model.load(path)
     coded = served.compress(image)
-    image_hat = served.decompress(coded["strings"], coded["shape"])["image"]
+    image_hat = served.decompress(coded["strings_bytes"], coded["shape"])["image"]
 
 (`tfcomp.register_ops()` registers the ops the graph uses: tensorflow-compression's range
-coders and tfcomp's own, of its exact arithmetic).
+coders and tfcomp's own, of its exact arithmetic). fixedpred-v1 has no network and no
+SavedModel: its codec runs in-process.
 """
 import os
 import shutil
@@ -31,8 +44,8 @@ import tensorflow as tf  # pylint: disable=wrong-import-order
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("model", None, "zoo model name (see `tfcomp models`)", flag_values=FLAGS)
-flags.DEFINE_string("weights", None, "a compressible lossy model .npz (instead of --model)",
-                    flag_values=FLAGS)
+flags.DEFINE_string("weights", None, "a learned model .npz, lossy ones compressible "
+                    "(instead of --model)", flag_values=FLAGS)
 flags.DEFINE_string("out", None, "the SavedModel directory to write (must not exist)",
                     flag_values=FLAGS)
 
@@ -40,8 +53,9 @@ flags.DEFINE_string("out", None, "the SavedModel directory to write (must not ex
 def load_codec(model, weights):
   codec = toolbox.load_codec(model, weights)
   if not hasattr(codec, "serving"):
-    raise app.UsageError(f"{codec.name} is not a learned lossy model; only those export "
-                         "as SavedModels")
+    raise app.UsageError(f"{codec.name} does not export as a SavedModel: only learned "
+                         "models do (L3C, SReC, hyperprior, imgcomp); code with it "
+                         f"in-process: tfcomp compress --model {codec.name}")
   return codec
 
 

@@ -52,9 +52,10 @@ class FixedPredCodec(codecs.Codec):
   def compress(self, image):
     coder = self._coders[image.dtype.itemsize * 8]
     residuals, classes = coder.analyze(image)
-    sections = {"classes": coder.encode_classes(classes)}
+    sections = {"classes": coder.encode_classes(classes).numpy()}
     for c in range(len(residuals)):
-      sections[f"plane{c}"] = coder.encode_residuals(residuals[c:c + 1], classes[c:c + 1])
+      sections[f"plane{c}"] = coder.encode_residuals(residuals[c:c + 1],
+                                                     classes[c:c + 1]).numpy()
     return sections
 
   def decompress(self, sections, geometry):
@@ -68,4 +69,4 @@ class FixedPredCodec(codecs.Codec):
     residuals = np.concatenate([
         coder.decode_residuals(sections[f"plane{c}"], classes[c:c + 1], h, w)
         for c in range(channels)])
-    return coder.reconstruct(residuals)
+    return coder.reconstruct(residuals).numpy()

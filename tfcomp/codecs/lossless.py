@@ -1,8 +1,9 @@
 """Learned lossless codecs (L3C, SReC, ...): any model of the lossless contract, in tiles.
 
-The model codes one padded tile at a time:
+The model codes one padded tile at a time, in TF ops that also trace into a tf.function
+(tfcomp.codecs.lossless_serving, the SavedModel of tools/export.py):
 
-    model.compress(x [1, Hp, Wp, 3] uint8, height, width, channels) -> [streams]
+    model.compress(x [1, Hp, Wp, 3] uint8, height, width, channels) -> [scalar strings]
     model.decompress(streams, (Hp, Wp), height, width, channels) -> int32 [1, h, w, channels]
 
 Tiling and padding rules (fixed by the format, so decoders agree):
@@ -18,13 +19,19 @@ Tiling and padding rules (fixed by the format, so decoders agree):
 Section "tiles" holds, per tile, a mode chunk (MODEL or PNG) and then `num_streams` chunks:
 the model's streams coarse to fine, or the PNG followed by empty chunks
 (container.pack_chunks).
+
+A served model (lossless_serving.Serving) codes an RGB image of one tile through the model
+alone: its strings are that MODEL tile's streams, which `pack_served` wraps into a file and
+`unpack_served` takes back out.
 """
+import functools
 import struct
+import zlib
 
 import imagecodecs
 import numpy as np
 
-from tfcomp import container
+from tfcomp import codecs, container
 from tfcomp.codecs import learned
 
 TILE = 1024
@@ -92,13 +99,20 @@ class LosslessModelCodec(learned.ModelCodec):
   def compress(self, image):
     chunks = []
     for h, w, tile, padded in self._tiles(image):
-      streams = self.model.compress(padded, h, w, image.shape[2])
+      streams = [s.numpy() for s in self.model.compress(padded, h, w, image.shape[2])]
       png = png_tile(tile) if self.fallback else None
       if png is not None and len(png) < sum(len(s) for s in streams):
         chunks += [PNG, png] + [b""] * (len(streams) - 1)
       else:
         chunks += [MODEL] + list(streams)
     return {SECTION: container.pack_chunks(chunks)}
+
+  @functools.cached_property
+  def serving(self):
+    """The model's SavedModel functions (lossless_serving.Serving), which tools/export.py
+    saves; made on first use, as only the export needs them."""
+    from tfcomp.codecs import lossless_serving  # pylint: disable=import-outside-toplevel
+    return lossless_serving.Serving(self.model)
 
   def _tile_chunks(self, sections, geometry):
     """[(mode, streams)] of each tile of a file's sections, in raster order."""
@@ -163,3 +177,42 @@ def describe_tiles(sections, geometry):
   """`tfcomp info`'s lines about a learned lossless file's tiles (see tile_modes)."""
   modes = tile_modes(sections, geometry)
   return [f"tiles: {len(modes)} ({modes.count(PNG)} stored as PNG)"]
+
+
+def pack_served(model, weights_hash, strings, image):
+  """The bytes of the .tfc file of `image` whose one tile is a MODEL tile of `strings`.
+
+  For clients of a served model (lossless_serving.Serving): `strings` are what its
+  `compress` returned for `image` (uint8 [h, w, 3], sides at most TILE), `model` and
+  `weights_hash` name the model exported (`tfcomp models`; Codec.weights_hash). The file
+  carries the CRC-32 of `image`, which the file's decoder checks.
+  """
+  image = np.asarray(image)
+  if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+    raise ValueError(f"served models code uint8 [h, w, 3] images, got {image.dtype} "
+                     f"{image.shape}")
+  if max(image.shape[:2]) > TILE:
+    raise ValueError(f"a {image.shape[0]}x{image.shape[1]} image is more than one tile "
+                     f"({TILE}x{TILE}), which a served model never codes")
+  sections = {SECTION: container.pack_chunks([MODEL, *strings]),
+              codecs.PIXEL_CRC_SECTION: zlib.crc32(image.tobytes()).to_bytes(4, "little")}
+  return container.write(container.Container(model, weights_hash, codecs.geometry_of(image),
+                                             sections))
+
+
+def unpack_served(data):
+  """(container, strings, shape int32 [2]) of a .tfc file of one RGB MODEL tile: what a
+  served model's `decompress` takes (a file of `pack_served`, or of the codec for such an
+  image); FormatError for any other file, which only the file codec decodes."""
+  parsed = container.read(data)
+  g = parsed.geometry
+  if (g.channels, g.bit_depth) != (3, 8) or max(g.height, g.width) > TILE:
+    raise container.FormatError(
+        f"served models decode 8-bit RGB images of one tile ({TILE}x{TILE}); this file "
+        f"holds a {g.height}x{g.width} {g.bit_depth}-bit "
+        f"{codecs.CHANNEL_KINDS[g.channels]} image")
+  if tile_modes(parsed.sections, g) != [MODEL]:
+    raise container.FormatError("the file's tile is stored as PNG, not through the model; "
+                                "decode it with the file codec")
+  strings = container.split_chunks(parsed.sections[SECTION], SECTION)[1:]
+  return parsed, strings, np.array([g.height, g.width], np.int32)

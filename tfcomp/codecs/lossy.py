@@ -34,11 +34,12 @@ TILE = 1024
 class Serving(tf.Module):
   """compress / decompress / estimate of one RGB image as traced TF functions.
 
-      compress(image uint8 [H, W, 3]) -> {"strings": string [S], "shape": int32 [2]}
-      decompress(strings, shape) -> {"image": uint8 [H, W, 3]}
+      compress(image uint8 [H, W, 3]) -> {"strings_bytes": string [S], "shape": int32 [2]}
+      decompress(strings_bytes, shape) -> {"image": uint8 [H, W, 3]}
       estimate(image) -> {"bits": float32, "image": uint8 [H, W, 3]}
 
-  S strings, one per `model.stream_names`. `estimate` is the model's non-coding path
+  S strings, one per `model.stream_names`, named *_bytes so that TF Serving's REST API
+  carries them base64-encoded. `estimate` is the model's non-coding path
   (cross-entropy bits); its reconstruction is the one `decompress` returns for
   `compress`'s strings.
   """
@@ -62,18 +63,18 @@ class Serving(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
   def compress(self, image):
-    return {"strings": tf.stack(self.model.compress(self.padded(image))),
+    return {"strings_bytes": tf.stack(self.model.compress(self.padded(image))),
             "shape": tf.shape(image, out_type=tf.int32)[:2]}
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="strings"),
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="strings_bytes"),
                                 tf.TensorSpec([2], tf.int32, name="shape")])
-  def decompress(self, strings, shape):
+  def decompress(self, strings_bytes, shape):
     count = len(self.model.stream_names)
-    tf.debugging.assert_equal(tf.size(strings), count,
+    tf.debugging.assert_equal(tf.size(strings_bytes), count,
                               message=f"expected {count} strings {self.model.stream_names}")
     tf.debugging.assert_greater(shape, 0, message="image sides must be positive")
     tf.debugging.assert_less_equal(shape, container.MAX_SIDE, message="image side too large")
-    x_hat = self.model.decompress([strings[i] for i in range(count)], *learned.padded_size(
+    x_hat = self.model.decompress([strings_bytes[i] for i in range(count)], *learned.padded_size(
         shape[0], shape[1], self.model.block_size))
     return {"image": self._to_image(x_hat, shape)}
 
@@ -129,7 +130,7 @@ class LossyModelCodec(learned.ModelCodec):
 
   def _compress_tile(self, tile, refine_steps):
     if not refine_steps:
-      return self.serving.compress(tile)["strings"].numpy()
+      return self.serving.compress(tile)["strings_bytes"].numpy()
     return self._compress_latents(*self._refined_latents(tf.constant(tile), refine_steps)).numpy()
 
   def compress(self, image, refine_steps=0):

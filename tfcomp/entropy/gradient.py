@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcomp import ops
+from tfcomp.entropy.uniform import in_range
 
 BLOCK = 16
 PRECISION = 16
@@ -62,8 +63,28 @@ def build_tables(bit_depth):
           "class_cdf": class_cdf}
 
 
+def scale_classes(mean_abs, scales):
+  """int32 index of the Laplace scale (of float64 `scales`, ascending) nearest each float64
+  `mean_abs` in log terms, ties to the smaller.
+
+  Counted as the geometric midpoints sqrt(s_k s_{k+1}) each mean exceeds: a product and a
+  square root round once in IEEE arithmetic, so every machine, eager or traced, agrees
+  (logarithms differ between libraries in their last bits). On every mean a block of 8- or
+  16-bit residuals can have, it picks the scale of least |log(mean) - log(s_k)|
+  (tests/test_entropy.py checks them all).
+  """
+  scales = tf.cast(scales, tf.float64)
+  midpoints = tf.sqrt(scales[:-1] * scales[1:])
+  return tf.reduce_sum(tf.cast(mean_abs[..., None] > midpoints, tf.int32), axis=-1)
+
+
 class GradientCoder:
-  """Codes B-bit images [h, w, C] (C in 1..4) with the stored `tables` (see build_tables)."""
+  """Codes B-bit images [h, w, C] (C in 1..4) with the stored `tables` (see build_tables).
+
+  TF ops throughout, so that it runs eagerly (fixedpred) and inside `tf.function` (SReC's
+  top level, traced into its SavedModels); methods return tensors. `tables` may be arrays or
+  tensors (SReC passes its variables). Image channel counts must be static.
+  """
 
   def __init__(self, bit_depth, tables):
     missing = set(TABLE_NAMES) - set(tables)
@@ -72,96 +93,104 @@ class GradientCoder:
     self.bit_depth = int(bit_depth)
     self._mask = (1 << self.bit_depth) - 1
     self._half = 1 << (self.bit_depth - 1)
-    self._cdf, self._size, self._offset, scales, self._class_cdf = (
-        np.asarray(tables[k]) for k in TABLE_NAMES)
-    self._log_scales = np.log(scales)
-    # -log2 P of every (class, symbol) for the estimates, from the integer tables.
-    counts = np.diff(self._cdf.astype(np.int64), axis=1)
-    with np.errstate(divide="ignore"):
-      self._symbol_bits = PRECISION - np.log2(np.maximum(counts, 0))
+    self._cdf, self._size, self._offset, self._scales, self._class_cdf = (
+        tables[k] for k in TABLE_NAMES)
 
   @property
   def num_classes(self):
-    return len(self._size)
+    return int(self._size.shape[0])
 
   # -- the model --------------------------------------------------------------------------
 
+  # Sample arithmetic is uint32, whose sums and differences wrap mod 2^32, so that masking
+  # takes any of them mod 2^B.
+
+  def _wrap(self, x):
+    """uint32 x mod 2^B."""
+    return tf.bitwise.bitwise_and(x, tf.constant(self._mask, tf.uint32))
+
   def _planes(self, image):
-    planes = np.moveaxis(np.asarray(image), 2, 0).astype(np.uint32)
+    """uint32 [C, h, w]: G, R-G, B-G (, A) mod 2^B, or the gray plane (, A)."""
+    planes = tf.transpose(tf.cast(image, tf.uint32), [2, 0, 1])
     if planes.shape[0] >= 3:
-      g = planes[1].copy()
-      planes[0] = (planes[0] - g) & self._mask
-      planes[2] = (planes[2] - g) & self._mask
-      planes[[0, 1]] = planes[[1, 0]]  # order: G, R-G, B-G (, A)
+      g = planes[1]
+      planes = tf.concat([tf.stack([g, self._wrap(planes[0] - g), self._wrap(planes[2] - g)]),
+                          planes[3:]], 0)
     return planes
 
-  def _image(self, planes, dtype):
+  def _image(self, planes):
+    """Inverse of `_planes`: the image [h, w, C] as uint8 or uint16."""
     if planes.shape[0] >= 3:
-      planes[[0, 1]] = planes[[1, 0]]
-      g = planes[1]
-      planes[0] = (planes[0] + g) & self._mask
-      planes[2] = (planes[2] + g) & self._mask
-    return np.ascontiguousarray(np.moveaxis(planes, 0, 2)).astype(dtype)
+      g = planes[0]
+      planes = tf.concat([tf.stack([self._wrap(planes[1] + g), g, self._wrap(planes[2] + g)]),
+                          planes[3:]], 0)
+    return tf.cast(tf.transpose(planes, [1, 2, 0]),
+                   tf.uint8 if self.bit_depth == 8 else tf.uint16)
+
+  def _classes(self, magnitudes):
+    """int32 [C, ceil(h/16), ceil(w/16)]: the class of each block of |residuals| [C, h, w],
+    from the block's mean (`scale_classes`)."""
+    h, w = tf.shape(magnitudes)[1], tf.shape(magnitudes)[2]
+    rows, cols = -(-h // BLOCK), -(-w // BLOCK)
+    padded = tf.pad(magnitudes, [[0, 0], [0, rows * BLOCK - h], [0, cols * BLOCK - w]])
+    sums = tf.reduce_sum(tf.reshape(padded, [magnitudes.shape[0], rows, BLOCK, cols, BLOCK]),
+                         axis=[2, 4])
+    # Per-block sample counts, for the mean of partial edge blocks.
+    counts = (tf.minimum(h - BLOCK * tf.range(rows), BLOCK)[:, None] *
+              tf.minimum(w - BLOCK * tf.range(cols), BLOCK)[None, :])
+    mean_abs = tf.maximum(tf.cast(sums, tf.float64) / tf.cast(counts, tf.float64), 1e-3)
+    return scale_classes(mean_abs, self._scales)
 
   def analyze(self, image):
     """(residuals int32 [C, h, w], classes int32 [C, ceil(h/16), ceil(w/16)]) of `image`."""
-    h, w = image.shape[:2]
-    rows, cols = np.arange(0, h, BLOCK), np.arange(0, w, BLOCK)
-    # Per-block sample counts, for the mean |residual| of partial edge blocks.
-    counts = np.add.reduceat(np.add.reduceat(np.ones((h, w)), rows, 0), cols, 1)
-    residuals, classes = [], []
-    for plane in self._planes(image):
-      padded = np.pad(plane, ((1, 0), (1, 0)))
-      r = (plane - padded[1:, :-1] - padded[:-1, 1:] + padded[:-1, :-1]) & self._mask
-      signed = ((r + self._half) & self._mask).astype(np.int32) - self._half
-      sums = np.add.reduceat(np.add.reduceat(np.abs(signed).astype(np.float64), rows, 0),
-                             cols, 1)
-      mean_abs = np.maximum(sums / counts, 1e-3)
-      classes.append(np.abs(np.log(mean_abs)[..., None] - self._log_scales).argmin(-1))
-      residuals.append(signed)
-    return np.stack(residuals), np.stack(classes).astype(np.int32)
+    planes = self._planes(image)
+    padded = tf.pad(planes, [[0, 0], [1, 0], [1, 0]])
+    r = self._wrap(planes - padded[:, 1:, :-1] - padded[:, :-1, 1:] + padded[:, :-1, :-1])
+    signed = tf.bitcast(self._wrap(r + self._half), tf.int32) - self._half
+    return signed, self._classes(tf.abs(signed))
 
-  def _indexes(self, classes, h, w):
-    return np.repeat(np.repeat(classes, BLOCK, 1), BLOCK, 2)[:, :h, :w]
+  @staticmethod
+  def _indexes(classes, h, w):
+    return tf.repeat(tf.repeat(classes, BLOCK, axis=1), BLOCK, axis=2)[:, :h, :w]
 
   def bits(self, image):
-    """Estimated bits of `image` [h, w, C]: its residuals' and its classes' information
-    (a residual beyond a 16-bit table's range counts its escape symbol only)."""
+    """Estimated bits (float64) of `image` [h, w, C]: its residuals' and its classes'
+    information (a residual beyond a 16-bit table's range counts its escape symbol only)."""
     residuals, classes = self.analyze(image)
-    indexes = self._indexes(classes, *image.shape[:2])
-    symbols = np.clip(residuals - self._offset[indexes], 0, self._size[indexes] - 2)
-    residual_bits = self._symbol_bits[indexes, symbols].sum()
-    return float(residual_bits + classes.size * math.log2(self.num_classes))
+    indexes = self._indexes(classes, tf.shape(image)[0], tf.shape(image)[1])
+    symbols = tf.clip_by_value(residuals - tf.gather(self._offset, indexes), 0,
+                               tf.gather(self._size, indexes) - 2)
+    # -log2 P of every (class, symbol), from the integer tables (past a table's end, its
+    # negative differences become infinitely costly symbols, which no residual selects).
+    cdf = tf.cast(self._cdf, tf.float64)
+    symbol_bits = PRECISION - tf.math.log(tf.maximum(cdf[:, 1:] - cdf[:, :-1], 0.0)) / math.log(2)
+    residual_bits = tf.reduce_sum(tf.gather_nd(symbol_bits, tf.stack([indexes, symbols], -1)))
+    return residual_bits + tf.cast(tf.size(classes), tf.float64) * math.log2(self.num_classes)
 
   # -- streams ----------------------------------------------------------------------------
 
   def encode_classes(self, classes):
-    return ops.table_encode(classes, np.zeros_like(classes), self._class_cdf,
-                            [self._class_cdf.shape[1]], [0], PRECISION).numpy()
+    return ops.table_encode(classes, tf.zeros_like(classes), self._class_cdf,
+                            [self._class_cdf.shape[1]], [0], PRECISION)
 
   def decode_classes(self, stream, channels, height, width):
     """classes [channels, ceil(h/16), ceil(w/16)]; InvalidArgumentError if out of range."""
-    shape = (channels, -(-height // BLOCK), -(-width // BLOCK))
-    classes = ops.table_decode(stream, np.zeros(shape, np.int32), self._class_cdf,
-                               [self._class_cdf.shape[1]], [0], PRECISION).numpy()
-    if classes.min(initial=0) < 0 or classes.max(initial=0) >= self.num_classes:
-      raise tf.errors.InvalidArgumentError(None, None, "block classes out of range")
-    return classes
+    shape = [channels, -(-height // BLOCK), -(-width // BLOCK)]
+    classes = ops.table_decode(stream, tf.zeros(shape, tf.int32), self._class_cdf,
+                               [self._class_cdf.shape[1]], [0], PRECISION)
+    return in_range(classes, self.num_classes, "block classes out of range")
 
   def encode_residuals(self, residuals, classes):
     """One stream of residuals [C, h, w] under their blocks' `classes` [C, ...]."""
-    indexes = self._indexes(classes, *residuals.shape[1:])
-    return ops.table_encode(residuals, indexes, self._cdf, self._size, self._offset,
-                            PRECISION).numpy()
+    indexes = self._indexes(classes, tf.shape(residuals)[1], tf.shape(residuals)[2])
+    return ops.table_encode(residuals, indexes, self._cdf, self._size, self._offset, PRECISION)
 
   def decode_residuals(self, stream, classes, height, width):
     return ops.table_decode(stream, self._indexes(classes, height, width), self._cdf,
-                            self._size, self._offset, PRECISION).numpy()
+                            self._size, self._offset, PRECISION)
 
   def reconstruct(self, residuals):
-    """The image [h, w, C] (uint8 or uint16) whose residuals are `residuals` [C, h, w]."""
-    planes = np.empty(residuals.shape, np.uint32)
-    for c, signed in enumerate(residuals):
-      r = (signed.astype(np.int64) + self._half).astype(np.uint32) - np.uint32(self._half)
-      planes[c] = np.cumsum(np.cumsum(r, 0, dtype=np.uint32), 1, dtype=np.uint32) & self._mask
-    return self._image(planes, np.uint8 if self.bit_depth == 8 else np.uint16)
+    """The image [h, w, C] (uint8 or uint16) whose residuals are `residuals` [C, h, w]:
+    the predictor's inverse, a 2-D prefix sum mod 2^B."""
+    planes = tf.cumsum(tf.cumsum(tf.bitcast(residuals, tf.uint32), axis=1), axis=2)
+    return self._image(self._wrap(planes))

@@ -313,12 +313,15 @@ class L3C(tf.keras.Model):
     """Runs the coding loop; encode=True codes `scales` levels, else decodes streams.
 
     Scale 0 is coded only inside [:height, :width] and for its first `channels` channels
-    (1 for grayscale images, coded as R=G=B).
+    (1 for grayscale images, coded as R=G=B). TF ops only, with Python control flow over
+    the scales: it runs eagerly for the codec and traces into a tf.function
+    (tfcomp.codecs.lossless_serving.Serving, which tools/export.py saves), with the sizes
+    Python ints or scalar tensors.
     """
     self._ensure_built()
     hp, wp = padded_shape
     top = self.num_scales
-    top_shape = (1, hp >> top, wp >> top, self.scale_channels[top])
+    top_shape = (1, hp // 2**top, wp // 2**top, self.scale_channels[top])
     streams = [] if encode else list(scales_or_streams)
     if encode:
       streams.append(self._top_coder.encode(scales_or_streams[top][1]))
@@ -336,7 +339,7 @@ class L3C(tf.keras.Model):
       stream_index = top - t
       if encode:
         target = self._mixture_shape(t, target)
-        streams.append(self.mixtures[t].compress(target, *params).numpy())
+        streams.append(self.mixtures[t].compress(target, *params))
         levels = scales_or_streams[t][1]
       else:
         decoded = self.mixtures[t].decompress(streams[stream_index], *params)
@@ -344,16 +347,18 @@ class L3C(tf.keras.Model):
     return streams if encode else levels
 
   def compress(self, x, height=None, width=None, channels=3):
-    """Streams of one padded image x [1, Hp, Wp, 3] (uint8 levels), coarse to fine.
+    """Streams (scalar string tensors) of one padded image x [1, Hp, Wp, 3] (uint8
+    levels), coarse to fine.
 
     Only x[:, :height, :width, :channels] is coded at full resolution; the rest is padding
     that shapes the auxiliary scales.
     """
     x = tf.convert_to_tensor(x)
-    hp, wp = int(x.shape[1]), int(x.shape[2])
+    hp, wp = tf.shape(x)[1], tf.shape(x)[2]
     self._check_padded(hp, wp)
     scales = self.analyze(x)
-    return self._code(scales, (hp, wp), height or hp, width or wp, channels, encode=True)
+    return self._code(scales, (hp, wp), hp if height is None else height,
+                      wp if width is None else width, channels, encode=True)
 
   def decompress(self, streams, padded_shape, height, width, channels=3):
     """Levels int32 [1, height, width, channels] from `compress`'s streams."""
@@ -368,6 +373,10 @@ class L3C(tf.keras.Model):
       self(tf.zeros((1, self.block_size, self.block_size, 3), tf.uint8))
 
   def _check_padded(self, hp, wp):
+    # Sides unknown while tracing come from the caller's own padding (Serving's).
+    hp, wp = tf.get_static_value(hp), tf.get_static_value(wp)
+    if hp is None or wp is None:
+      return
     if hp % self.block_size or wp % self.block_size or not hp or not wp:
       raise ValueError(f"padded size {hp}x{wp} is not a positive multiple of "
                        f"{self.block_size}")

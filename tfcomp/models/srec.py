@@ -22,7 +22,6 @@ classifier on top; the mixture means are offsets from the block's average (see
 """
 import functools
 
-import numpy as np
 import tensorflow as tf
 
 from tfcomp.entropy import (DiscretizedLogisticMixture, UniformCoder, first_channels,
@@ -90,27 +89,22 @@ class _GradientTop(tf.keras.layers.Layer):
         name=key, shape=value.shape, dtype=tf.as_dtype(value.dtype), trainable=False,
         initializer=tf.keras.initializers.Constant(value))
         for key, value in gradient.build_tables(8).items()}
-
-  def _coder(self):
-    return gradient.GradientCoder(8, {k: v.numpy() for k, v in self._tables.items()})
+    self._coder = gradient.GradientCoder(8, self._tables)
 
   def bits(self, y_top):
-    def per_image(y):
-      coder = self._coder()
-      return np.array([coder.bits(image) for image in y], np.float32)
-    bits = tf.numpy_function(per_image, [y_top], tf.float32, stateful=False)
-    return tf.ensure_shape(bits, y_top.shape[:1])
+    return tf.map_fn(lambda y: tf.cast(self._coder.bits(y), tf.float32), y_top,
+                     fn_output_signature=tf.float32)
 
   def encode(self, y_top):
-    coder = self._coder()
-    residuals, classes = coder.analyze(np.asarray(y_top)[0])
-    return [coder.encode_classes(classes), coder.encode_residuals(residuals, classes)]
+    residuals, classes = self._coder.analyze(y_top[0])
+    return [self._coder.encode_classes(classes),
+            self._coder.encode_residuals(residuals, classes)]
 
   def decode(self, streams, height, width, channels):
-    coder = self._coder()
-    classes = coder.decode_classes(streams[0], channels, height, width)
-    image = coder.reconstruct(coder.decode_residuals(streams[1], classes, height, width))
-    return tf.convert_to_tensor(image[None], tf.int32)
+    classes = self._coder.decode_classes(streams[0], channels, height, width)
+    image = self._coder.reconstruct(self._coder.decode_residuals(streams[1], classes, height,
+                                                                 width))
+    return tf.cast(image, tf.int32)[None]
 
 
 TOP_CODERS = {"uniform": _UniformTop, "gradient": _GradientTop}
@@ -238,8 +232,15 @@ class SReC(tf.keras.Model):
     return up[:, :size[0], :size[1]]
 
   @staticmethod
-  def _normalized(levels):
-    return tf.cast(levels, tf.float32) / 127.5 - 1.0
+  def _normalized(levels, top=LEVELS - 1):
+    """Levels in [0, top] as float32 in [-1, 1]: levels / (top / 2) - 1.
+
+    Divided with tf.math.divide_no_nan, which graph optimizers leave alone: Grappler turns a
+    division by a constant into a multiplication by its reciprocal, which rounds
+    differently, and coding must compute the same values eagerly (files) as traced
+    (SavedModels).
+    """
+    return tf.math.divide_no_nan(tf.cast(levels, tf.float32), top / 2) - 1.0
 
   def quarter_params(self, raw, average, size, channels):
     """Mixture params of a quarter's real region `size` from the classifier output `raw`.
@@ -297,7 +298,7 @@ class SReC(tf.keras.Model):
       h, w = tf.shape(ys[level])[1], tf.shape(ys[level])[2]
       context = self._level_context(level, context, tf.shape(s)[1:3])
       quarters_ = quarters(ys[level])
-      inputs = [tf.cast(s, tf.float32) / (4 * 127.5) - 1.0]
+      inputs = [self._normalized(s, 4 * (LEVELS - 1))]
       for i, size in enumerate(self.quarter_sizes(h, w)):
         raw, context = self._step_impl(level, i, tf.concat(inputs, -1), context, training)
         bits[f"y{level}_{i}"] = self._slice_bits(quarters_[i], raw, inputs[0], size,
@@ -329,7 +330,12 @@ class SReC(tf.keras.Model):
       self(tf.zeros((1, 2 ** self.num_levels, 2 ** self.num_levels, 3), tf.uint8))
 
   def _code(self, x_or_streams, height, width, channels, encode):
-    """The coding loop; encode=True codes image x's levels, else decodes the streams."""
+    """The coding loop; encode=True codes image x's levels, else decodes the streams.
+
+    TF ops only, with Python control flow over the pyramid's levels: it runs eagerly for
+    the codec and traces into a tf.function (tfcomp.codecs.lossless_serving.Serving, which
+    tools/export.py saves), with `height` and `width` Python ints or scalar tensors.
+    """
     self._ensure_built()
     sizes = real_sizes(height, width, self.num_levels)
     expand = lambda t: tf.tile(t, [1, 1, 1, 3]) if channels == 1 else t  # noqa: E731
@@ -352,13 +358,13 @@ class SReC(tf.keras.Model):
         s = 4 * y + expand(self._delta_coder.decode(streams[k], shape) - 1)
         quarters_ = []
       context = self._level_context(level, context, tf.shape(s)[1:3])
-      inputs = [tf.cast(s, tf.float32) / (4 * 127.5) - 1.0]
+      inputs = [self._normalized(s, 4 * (LEVELS - 1))]
       for i, size in enumerate(self.quarter_sizes(*sizes[level])):
         raw, context = self._steps[level][i](tf.concat(inputs, -1), context)
         params = self.quarter_params(raw, inputs[0], size, channels)
         if encode:
           target = quarters_[i][:, :size[0], :size[1], :channels]
-          streams.append(self.mixture.compress(target, *params).numpy())
+          streams.append(self.mixture.compress(target, *params))
         else:
           q = expand(self.mixture.decompress(streams[k + 1 + i], *params))
           if i:  # TR and BL: positions past the image repeat the block's TL (pad_even)
@@ -374,9 +380,12 @@ class SReC(tf.keras.Model):
     return streams if encode else y[..., :channels]
 
   def compress(self, x, height=None, width=None, channels=3):
-    """Streams of one image x [1, H, W, 3] (uint8 levels), coarse to fine."""
+    """Streams (scalar string tensors) of one image x [1, H, W, 3] (uint8 levels), coarse
+    to fine."""
+    del height, width  # SReC codes the image as it is
     x = tf.convert_to_tensor(x)
-    return self._code(x, int(x.shape[1]), int(x.shape[2]), channels, encode=True)
+    shape = tf.shape(x)
+    return self._code(x, shape[1], shape[2], channels, encode=True)
 
   def decompress(self, streams, padded_shape, height, width, channels=3):
     """Levels int32 [1, height, width, channels] from `compress`'s streams."""
