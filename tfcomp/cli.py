@@ -5,6 +5,7 @@
     tfcomp info FILE
     tfcomp models
     tfcomp bench --mode lossless|lossy --images SPEC --out DIR [...]   (see tfcomp.bench)
+    tfcomp serve --model_dir DIR [--port 8501] [--host 127.0.0.1]   (see tfcomp.serve)
 
 Exit status 0 on success; otherwise non-zero with one line on stderr. Outputs are written
 atomically, so an error never leaves a partial file behind.
@@ -68,6 +69,23 @@ def _parser():
   m.add_argument("--all", action="store_true", help="also the retired models")
   sub.add_parser("bench", help="compare codecs on images (tfcomp bench --help)",
                  add_help=False)
+  s = sub.add_parser("serve", help="serve SavedModels over TensorFlow Serving's REST API",
+                     description="Serve the SavedModels of DIR, laid out as "
+                     "DIR/NAME/VERSION/saved_model.pb (the highest VERSION of each NAME), "
+                     "over TensorFlow Serving's REST API: GET /v1/models/NAME[/metadata], "
+                     "POST /v1/models/NAME:predict. Ctrl-C or SIGTERM stops it.")
+  s.add_argument("--model_dir", required=True, metavar="DIR",
+                 help="the models: DIR/NAME/VERSION/saved_model.pb (tools/export.py writes one)")
+  s.add_argument("--port", type=int, default=8501,
+                 help="the TCP port (default: 8501, TF Serving's REST port; 0: a free one)")
+  s.add_argument("--host", default="127.0.0.1",
+                 help="the address to listen on (default: 127.0.0.1, this machine only; "
+                 "0.0.0.0 for all)")
+  s.add_argument("--max_concurrent", type=int, default=4, metavar="N",
+                 help="predictions run at once; more wait their turn (default: 4)")
+  s.add_argument("--max_request_mb", type=float, default=64, metavar="MB",
+                 help="the largest request body taken, in MiB; larger ones get 413 (default: 64)")
+  s.add_argument("--verbose", action="store_true", help="log each request on stderr")
   return p
 
 
@@ -309,8 +327,23 @@ def cmd_bench(args, out, err):
     raise UsageError(str(e)) from None
 
 
+def cmd_serve(args, out, err):
+  # Checked before importing TensorFlow, which takes seconds.
+  if not 0 <= args.port <= 65535:
+    raise UsageError(f"--port {args.port}: not in [0, 65535]")
+  if args.max_concurrent < 1:
+    raise UsageError(f"--max_concurrent {args.max_concurrent}: must be at least 1")
+  if not args.max_request_mb > 0:
+    raise UsageError(f"--max_request_mb {args.max_request_mb:g}: must be positive")
+  from tfcomp import serve  # pylint: disable=import-outside-toplevel
+  return serve.run(args.model_dir, args.host, args.port, out=out, log=err,
+                   max_concurrent=args.max_concurrent,
+                   max_request_bytes=max(1, int(args.max_request_mb * (1 << 20))),
+                   verbose=args.verbose)
+
+
 COMMANDS = {"compress": cmd_compress, "decompress": cmd_decompress, "info": cmd_info,
-            "models": cmd_models, "bench": cmd_bench}
+            "models": cmd_models, "bench": cmd_bench, "serve": cmd_serve}
 
 
 def main(argv=None, out=None, err=None):
