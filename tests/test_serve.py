@@ -20,6 +20,7 @@ from tfcomp import models, serve, testing
 import helpers
 
 TINY = {"num_filters": 16, "latent_channels": 24, "hyper_filters": 16}
+TINY_LOSSLESS = {"num_features": 8, "num_blocks": 1, "num_components": 3, "num_scales": 2}
 CAP = 64 << 10  # the test server's request cap: a compress request fits, 100 KiB does not
 
 
@@ -67,11 +68,25 @@ def tiny_codec(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory, echo_dir, tiny_codec):
-  """The base URL of a server over echo and the tiny lossy model (tiny/1), in a thread."""
+def tiny_lossless_codec(tmp_path_factory):
+  from tfcomp.codecs import lossless  # pylint: disable=import-outside-toplevel
+  tf.random.set_seed(1)
+  model = models.build("l3c", TINY_LOSSLESS)
+  models.build_variables(model)
+  path = tmp_path_factory.mktemp("l3c") / "tiny.npz"
+  models.save(model, "l3c", path)
+  # The model alone, as a served model codes: a random model loses tiles to the fallback.
+  return lossless.LosslessModelCodec("l3c-tiny", str(path), fallback=False)
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory, echo_dir, tiny_codec, tiny_lossless_codec):
+  """The base URL of a server over echo, the tiny lossy model (tiny/1) and the tiny
+  lossless one (lossless/1), in a thread."""
   root = tmp_path_factory.mktemp("models")
   shutil.copytree(echo_dir / "echo", root / "echo")
   helpers.tool("export").export(tiny_codec, str(root / "tiny" / "1"))
+  helpers.tool("export").export(tiny_lossless_codec, str(root / "lossless" / "1"))
   server = serve.make_server(str(root), "127.0.0.1", 0, max_concurrent=3,
                              max_request_bytes=CAP)
   thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -156,6 +171,25 @@ def test_compress_and_decompress_over_http_decode_as_the_codec_does(url, tiny_co
           for spec in serving.decompress.input_signature]
   np.testing.assert_array_equal(decoded, serving.decompress(*args)["image"].numpy())
   assert decoded.shape == image.shape
+
+
+def test_a_served_lossless_payload_is_the_file_the_codec_decodes(url, tiny_lossless_codec):
+  from tfcomp import codecs  # pylint: disable=import-outside-toplevel
+  from tfcomp.codecs import lossless  # pylint: disable=import-outside-toplevel
+  codec = tiny_lossless_codec
+  image = testing.smooth_image(19, 30, 3, seed=3)
+  status, coded = call(url, "/v1/models/lossless:predict",
+                       {"signature_name": "compress", "inputs": {"image": image.tolist()}})
+  assert status == 200, coded
+  strings = [unb64(v) for v in coded["outputs"]["strings_bytes"]]
+  data = lossless.pack_served(codec.name, codec.weights_hash, strings, image)
+  assert data == codecs.compress(image, codec)  # the file `tfcomp compress` writes
+  decoded, _ = codecs.decompress(data, lambda _: codec)
+  np.testing.assert_array_equal(decoded, image)
+  status, served = call(url, "/v1/models/lossless:predict",
+                        {"signature_name": "decompress", "inputs": coded["outputs"]})
+  assert status == 200, served
+  np.testing.assert_array_equal(np.array(served["outputs"], np.uint8), image)
 
 
 def test_bytes_outputs_are_b64_and_other_strings_text_when_they_can(url):
