@@ -52,3 +52,37 @@ def tool(name):
   module = importlib.import_module(name)
   module.FLAGS.unparse_flags()
   return module
+
+
+TINY_LOSSY = {"num_filters": 16, "latent_channels": 24, "hyper_filters": 16}
+TINY_LOSSLESS = {
+    "l3c": {"num_features": 8, "num_blocks": 1, "num_components": 3, "num_scales": 2},
+    "srec": {"num_features": 8, "num_blocks": 1, "num_components": 3, "num_levels": 2,
+             "top_coder": "gradient"},
+}
+
+
+def tiny_lossy_codec(path):
+  """A codec around a small, untrained, coding-ready hyperprior saved to `path`."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from tfcomp import models  # pylint: disable=import-outside-toplevel
+  from tfcomp.codecs import lossy  # pylint: disable=import-outside-toplevel
+  tf.random.set_seed(2)
+  model = models.Hyperprior(**TINY_LOSSY)
+  model.make_compressible()
+  models.save(model, "hyperprior", path)
+  return lossy.LossyModelCodec("hyperprior-tiny", str(path))
+
+
+def tiny_lossless_codec(family, path):
+  """A codec around a small, untrained `family` model saved to `path`, coding every tile
+  through the model (a random model would lose tiles to the PNG fallback), as a served
+  model codes."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from tfcomp import models  # pylint: disable=import-outside-toplevel
+  from tfcomp.codecs import lossless  # pylint: disable=import-outside-toplevel
+  tf.random.set_seed(1)
+  model = models.build(family, TINY_LOSSLESS[family])
+  models.build_variables(model)
+  models.save(model, family, path)
+  return lossless.LosslessModelCodec(f"{family}-tiny", str(path), fallback=False)

@@ -48,6 +48,17 @@ def _digests(logdir, count, step):
   return found
 
 
+def _restart_and_finish(argv, logdir, saved, steps):
+  """Starts the cluster again (on other ports): every worker resumes from the chief's
+  checkpoint of step `saved` and they finish `steps` in step."""
+  workers = _start_workers(argv, logdir)
+  assert _wait(workers) == [0, 0], _log(logdir, 0)[-3000:]
+  for i in range(2):
+    assert re.search(rf"resumed from \S+ckpt-{saved} at step {saved}\n", _log(logdir, i))
+  first, second = _digests(logdir, 2, steps)
+  assert first == second
+
+
 def test_two_workers_train_as_one_process_with_the_global_batch(tmp_path, images):
   # One step: from there on, the exact path's rounding of weights to their grids can turn
   # the float-level differences of summing per worker into whole grid steps.
@@ -74,20 +85,12 @@ def test_two_workers_train_as_one_process_with_the_global_batch(tmp_path, images
   diffs = np.concatenate([np.abs(cluster[name].numpy() - variable.numpy()).ravel()
                           for name, variable in alone.items()])
   assert np.mean(diffs > 1e-6) < 0.01 and np.mean(diffs > 5e-5) < 0.001, np.sort(diffs)[-20:]
-  # Started again (on other ports) with more steps, every worker resumes from the chief's
-  # checkpoint, and they stay in step.
+  # Started again with more steps, the cluster resumes.
   argv[argv.index("--steps") + 1] = "2"
-  workers = _start_workers(argv, logdir)
-  assert _wait(workers) == [0, 0], _log(logdir, 0)[-3000:]
-  for i in range(2):
-    assert re.search(r"resumed from \S+ckpt-1 at step 1", _log(logdir, i))
-  first, second = _digests(logdir, 2, 2)
-  assert first == second
+  _restart_and_finish(argv, logdir, 1, 2)
 
 
 @pytest.mark.slow  # a minute or more for the survivor to notice; the test above resumes
-
-
 def test_a_killed_worker_stops_the_cluster_and_a_restart_resumes(tmp_path, images):
   argv = [*TINY, "--train", images, "--steps", "12"]
   logdir = str(tmp_path / "run")
@@ -98,16 +101,9 @@ def test_a_killed_worker_stops_the_cluster_and_a_restart_resumes(tmp_path, image
     assert time.time() < deadline and all(w.poll() is None for w in workers), _log(logdir, 0)
     time.sleep(0.5)
   workers[1].send_signal(signal.SIGKILL)
-  killed = time.time()
   # The survivor notices and stops with an error instead of waiting forever.
   assert workers[0].wait(timeout=TIMEOUT) != 0
-  print(f"the survivor stopped {time.time() - killed:.1f} s after the kill")
   saved = max(int(m) for m in re.findall(r"ckpt-(\d+)\.index",
                                          " ".join(os.listdir(os.path.join(logdir, "ckpt")))))
   assert saved < 12
-  workers = _start_workers(argv, logdir)
-  assert _wait(workers) == [0, 0], _log(logdir, 0)[-3000:]
-  for i in range(2):
-    assert re.search(r"resumed from \S+ckpt-(\d+) at step \1", _log(logdir, i))
-  first, second = _digests(logdir, 2, 12)
-  assert first == second
+  _restart_and_finish(argv, logdir, saved, 12)

@@ -10,20 +10,12 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from tfcomp import codecs, container, models, testing, zoo
-from tfcomp.codecs import lossless, lossy
+from tfcomp import codecs, container, testing, zoo
+from tfcomp.codecs import lossless
 
 import helpers
 
-TINY_LOSSY = {"num_filters": 16, "latent_channels": 24, "hyper_filters": 16}
-# Two levels / scales: the coding loops' level-to-level steps at the least tracing time.
-TINY_LOSSLESS = {
-    "l3c": {"num_features": 8, "num_blocks": 1, "num_components": 3, "num_scales": 2},
-    "srec": {"num_features": 8, "num_blocks": 1, "num_components": 3, "num_levels": 2,
-             "top_coder": "gradient"},
-}
 SIGNATURES = {"compress": (["image"], ["shape", "strings_bytes"]),
               "decompress": (["shape", "strings_bytes"], ["image"])}
 
@@ -95,15 +87,6 @@ def _serve(saved, images, tmp_path, large=None):
   return result
 
 
-def _tiny_lossless_codec(family, path):
-  tf.random.set_seed(1)
-  model = models.build(family, TINY_LOSSLESS[family])
-  models.build_variables(model)
-  models.save(model, family, path)
-  # The model alone, as a served model codes: a random model loses tiles to the fallback.
-  return lossless.LosslessModelCodec(f"{family}-tiny", str(path), fallback=False)
-
-
 def _model_streams(codec, image):
   """The streams of the file codec's one MODEL tile of `image`."""
   mode, *streams = container.split_chunks(codec.compress(image)[lossless.SECTION])
@@ -112,12 +95,8 @@ def _model_streams(codec, image):
 
 
 def test_lossy_export_codes_like_the_codec_in_a_fresh_process(tmp_path):
-  tf.random.set_seed(2)
-  model = models.Hyperprior(**TINY_LOSSY)
-  model.make_compressible()
   weights = tmp_path / "tiny.npz"
-  models.save(model, "hyperprior", weights)
-  codec = lossy.LossyModelCodec("hyperprior-tiny", str(weights))
+  codec = helpers.tiny_lossy_codec(weights)
   out = tmp_path / "exports" / "saved"
   export = _export(["--weights", str(weights)], out)
   with pytest.raises(Exception, match="exists"):
@@ -133,9 +112,9 @@ def test_lossy_export_codes_like_the_codec_in_a_fresh_process(tmp_path):
   assert result["garbage"] and result["truncated"] is None
 
 
-@pytest.mark.parametrize("family", sorted(TINY_LOSSLESS))
+@pytest.mark.parametrize("family", sorted(helpers.TINY_LOSSLESS))
 def test_lossless_export_codes_one_tile_like_the_codec_in_a_fresh_process(family, tmp_path):
-  codec = _tiny_lossless_codec(family, tmp_path / "tiny.npz")
+  codec = helpers.tiny_lossless_codec(family, tmp_path / "tiny.npz")
   out = tmp_path / "exports" / "saved"
   _export(["--weights", str(tmp_path / "tiny.npz")], out)
   images = [testing.smooth_image(h, w, 3, seed=h) for h, w in ((7, 13), (1, 1), (33, 65))]
@@ -175,7 +154,7 @@ def test_models_without_a_network_are_refused():
 
 
 def test_served_files_refuse_what_a_served_model_does_not_code(tmp_path):
-  codec = _tiny_lossless_codec("l3c", tmp_path / "tiny.npz")
+  codec = helpers.tiny_lossless_codec("l3c", tmp_path / "tiny.npz")
   image = testing.smooth_image(9, 5, 3, seed=1)
   streams = _model_streams(codec, image)
   data = lossless.pack_served(codec.name, codec.weights_hash, streams, image)

@@ -7,7 +7,7 @@ from tfcomp import models, testing
 
 import helpers
 
-TINY = {"num_filters": 16, "latent_channels": 24, "hyper_filters": 16}
+TINY = helpers.TINY_LOSSY
 
 
 @pytest.mark.parametrize("variant", ["scale", "mean_scale"])
@@ -78,13 +78,7 @@ def test_config_and_weights_round_trip_with_the_tables():
 
 @pytest.fixture(scope="module")
 def tiny_codec(tmp_path_factory):
-  from tfcomp.codecs import lossy  # pylint: disable=import-outside-toplevel
-  tf.random.set_seed(2)
-  model = models.Hyperprior(**TINY)
-  model.make_compressible()
-  path = tmp_path_factory.mktemp("hyperprior") / "tiny.npz"
-  models.save(model, "hyperprior", path)
-  return lossy.LossyModelCodec("hyperprior-tiny", str(path))
+  return helpers.tiny_lossy_codec(tmp_path_factory.mktemp("hyperprior") / "tiny.npz")
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (37, 23, 3), (37, 23, 1), (70, 130, 3)])

@@ -15,12 +15,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcomp import models, serve, testing
+from tfcomp import serve, testing
 
 import helpers
 
-TINY = {"num_filters": 16, "latent_channels": 24, "hyper_filters": 16}
-TINY_LOSSLESS = {"num_features": 8, "num_blocks": 1, "num_components": 3, "num_scales": 2}
 CAP = 64 << 10  # the test server's request cap: a compress request fits, 100 KiB does not
 
 
@@ -58,25 +56,12 @@ def echo_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_codec(tmp_path_factory):
-  from tfcomp.codecs import lossy  # pylint: disable=import-outside-toplevel
-  tf.random.set_seed(2)
-  model = models.Hyperprior(**TINY)
-  model.make_compressible()
-  path = tmp_path_factory.mktemp("hyperprior") / "tiny.npz"
-  models.save(model, "hyperprior", path)
-  return lossy.LossyModelCodec("hyperprior-tiny", str(path))
+  return helpers.tiny_lossy_codec(tmp_path_factory.mktemp("hyperprior") / "tiny.npz")
 
 
 @pytest.fixture(scope="module")
 def tiny_lossless_codec(tmp_path_factory):
-  from tfcomp.codecs import lossless  # pylint: disable=import-outside-toplevel
-  tf.random.set_seed(1)
-  model = models.build("l3c", TINY_LOSSLESS)
-  models.build_variables(model)
-  path = tmp_path_factory.mktemp("l3c") / "tiny.npz"
-  models.save(model, "l3c", path)
-  # The model alone, as a served model codes: a random model loses tiles to the fallback.
-  return lossless.LosslessModelCodec("l3c-tiny", str(path), fallback=False)
+  return helpers.tiny_lossless_codec("l3c", tmp_path_factory.mktemp("l3c") / "tiny.npz")
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,11 @@ class Serving(tf.Module):
 
   def __init__(self, model):
     super().__init__(name="tfcomp_serving")
-    self.model = model
+    # A SavedModel of this module needs the model's variables and the functions below; a
+    # tracked Keras model would bring every layer's own traced functions along (the
+    # larger part of the export's time), so the model is set past attribute tracking.
+    self.model_variables = list(model.variables)
+    object.__setattr__(self, "model", model)
 
   def padded(self, image):
     """[1, Hp, Wp, 3]: `image` padded to multiples of block_size by repeating its edges."""
