@@ -44,6 +44,10 @@ flags.DEFINE_list("clients", ["1", "4", "16"], "numbers of concurrent clients",
 flags.DEFINE_integer("requests", 64, "requests per number of clients", flag_values=FLAGS)
 flags.DEFINE_integer("max_concurrent", 4, "the server's --max_concurrent", flag_values=FLAGS)
 flags.DEFINE_string("out", None, "also write the table to this file", flag_values=FLAGS)
+flags.DEFINE_bool("benchmarks_md", False, "replace the section of BENCHMARKS.md",
+                  flag_values=FLAGS)
+
+SECTION = "tfcomp serve under load (tools/bench_serve.py)"
 
 
 def _post(url, body):
@@ -143,6 +147,14 @@ def main(argv):
   if FLAGS.out:
     with open(FLAGS.out, "w") as f:
       f.write(table + "\n")
+  if FLAGS.benchmarks_md:
+    command = " ".join(["python tools/bench_serve.py"] + [
+        f"--{k}={getattr(FLAGS, k)}" for k in ("model", "model_dir", "signature", "requests",
+                                              "max_concurrent") if getattr(FLAGS, k)] +
+        [f"--clients={','.join(FLAGS.clients)}", "--benchmarks_md"])
+    benchmarks_md.update_section(SECTION, f"`{command}`: {table}\n\nThe clients are "
+                                 "threads of the server's process: on 2 cores they take "
+                                 "some of its CPU, so these are lower bounds.")
   return rows
 
 
