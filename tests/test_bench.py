@@ -1,4 +1,5 @@
 """The benchmark harness: classic codecs, the input pipeline, TFDS builders, end to end."""
+import dataclasses
 import json
 import os
 
@@ -7,7 +8,13 @@ import pytest
 from PIL import Image
 
 from helpers import run_cli, tool
-from tfcomp import baselines, bench, data, io, metrics, testing, zoo
+from tfcomp import baselines, bench, data, io, lpips, metrics, testing, zoo
+
+
+@pytest.fixture(scope="module")
+def standin_lpips(tmp_path_factory):
+  """Path of a small random LPIPS network: the tests never depend on the real weights."""
+  return lpips.save_standin(str(tmp_path_factory.mktemp("lpips") / "standin.npz"))
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +98,7 @@ def test_tfds_builder_without_source_says_what_it_needs(tmp_path):
     data.load_images("tfds:tfcomp_open_images_val500", data_dir=str(tmp_path))
 
 
-def test_lossless_and_lossy_runs_end_to_end(folder, tmp_path):
+def test_lossless_and_lossy_runs_end_to_end(folder, tmp_path, standin_lpips):
   out = tmp_path / "lossless"
   result = bench.main(["--mode=lossless", f"--images={folder}", f"--out={out}", "--quiet",
                        "--codecs=png,qoi"])
@@ -107,7 +114,8 @@ def test_lossless_and_lossy_runs_end_to_end(folder, tmp_path):
 
   out = tmp_path / "lossy"
   status, _, err = run_cli("bench", "--mode=lossy", f"--images={folder}", f"--out={out}",
-                           "--quiet", "--codecs=jpeg-420,webp", "--limit=2")
+                           "--quiet", "--codecs=jpeg-420,webp", "--limit=2",
+                           f"--lpips_weights={standin_lpips}")
   assert status == 0, err
   results = json.loads((out / "results.json").read_text())
   data_set = results["datasets"][os.path.basename(str(folder))]
@@ -119,16 +127,23 @@ def test_lossless_and_lossy_runs_end_to_end(folder, tmp_path):
   assert matrix and all(set(row) == {"jpeg-420", "webp"} for row in matrix.values())
   assert results["codecs"]["jpeg-420"]["setting"] == "quality"
   assert all(r["ms_ssim"] is not None for r in data_set["records"])
+  assert all(r["lpips"] > 0 for r in data_set["records"])
+  assert results["lpips_weights"] == standin_lpips
+  # The images are smaller than a 256x256 patch: no patch FD, and the table says so.
+  assert all(s["fd_alex256"] is None and s["fd_patches"] == 0 for s in data_set["summary"])
+  markdown = (out / "summary.md").read_text()
+  assert "| LPIPS | FD-Alex/256 |" in markdown and "not FID" in markdown
+  assert "LPIPS at each learned model's bpp" in markdown
+  stem = f"rd_{os.path.basename(str(folder))}"
   assert sorted(p for p in os.listdir(out) if p.endswith(".png")) == [
-      f"rd_{os.path.basename(str(folder))}_ms_ssim.png",
-      f"rd_{os.path.basename(str(folder))}_psnr.png"]
+      f"{stem}_lpips.png", f"{stem}_ms_ssim.png", f"{stem}_psnr.png"]
 
-  # tools/plot.py redraws them from results.json, for chosen curves.
+  # tools/plot.py redraws the PSNR and MS-SSIM ones from results.json, for chosen curves.
   plot = tool("plot")
   paths = plot.main(["plot.py", str(out / "results.json"), f"--out={tmp_path / 'plots'}",
                      "--curves=jpeg-420,webp"])
-  assert sorted(os.path.basename(p) for p in paths) == sorted(
-      p for p in os.listdir(out) if p.endswith(".png"))
+  assert sorted(os.path.basename(p) for p in paths) == [f"{stem}_ms_ssim.png",
+                                                        f"{stem}_psnr.png"]
   assert all(io.read_image(p).shape[2] in (3, 4) for p in paths)
   with pytest.raises(Exception, match="no curves"):
     plot.FLAGS.unparse_flags()
@@ -179,3 +194,100 @@ def test_bench_errors_are_one_line(tmp_path):
   assert status == 1 and err.count("\n") == 1 and "no images" in err
   status, _, err = run_cli("bench", "--mode=fast", "--images=x", "--out=y")
   assert status == 2 and err.count("\n") == 1 and "invalid choice" in err
+
+
+def test_lossy_points_get_lpips_and_the_patch_fd(standin_lpips):
+  """Two 256x256 images: one patch each, two per point, enough for a covariance."""
+  images = [(f"{i}.png", testing.smooth_image(256, 256, 3, seed=i)) for i in range(2)]
+  codec = dataclasses.replace(baselines.get("jpeg-420"), qualities=(5, 90))
+  records, points = bench.run_lossy(images, [codec], progress=False,
+                                    lpips_model=lpips.load(standin_lpips))
+  assert [p["fd_patches"] for p in points] == [2, 2]
+  low, high = (p["fd_alex256"] for p in points)
+  assert low > high >= 0  # the coarser reconstructions are further from the originals
+  summary = bench.summarize_lossy(records, points)
+  assert [s["fd_alex256"] for s in summary] == [low, high]
+  assert summary[0]["lpips"] == pytest.approx(np.mean([r["lpips"] for r in records[:2]]))
+  assert summary[0]["lpips"] > summary[1]["lpips"]
+  # Without a model: the same records with lpips None, and no patch FD.
+  records, points = bench.run_lossy(images[:1], [codec], progress=False)
+  assert all(r["lpips"] is None for r in records)
+  assert all(p["fd_alex256"] is None for p in points)
+  assert "LPIPS" not in bench.markdown_lossy(bench.summarize_lossy(records, points))
+
+
+def test_lpips_at_rate_interpolates_in_log_bpp():
+  extra = dict(quality=None, psnr=30.0, ms_ssim=None, encode_s=0.1, decode_s=0.1)
+  summary = [dict(codec="jpeg", curve="jpeg", bpp=b, lpips=v, **extra)
+             for b, v in ((0.1, 0.5), (0.4, 0.3), (1.6, 0.1))]
+  summary += [dict(codec="tfcomp:hific-lo", curve="tfcomp:hific", bpp=0.2, lpips=0.2, **extra),
+              dict(codec="tfcomp:hific-hi", curve="tfcomp:hific", bpp=2.0, lpips=0.05,
+                   **extra)]
+  # 0.2 bpp is half-way from 0.1 to 0.4 in log-bpp.
+  assert bench.lpips_at_rate(summary, "jpeg", 0.2) == pytest.approx(0.4)
+  assert bench.lpips_at_rate(summary, "jpeg", 0.8) == pytest.approx(0.2)
+  assert bench.lpips_at_rate(summary, "jpeg", 0.1) == pytest.approx(0.5)
+  assert bench.lpips_at_rate(summary, "jpeg", 2.0) is None
+  assert bench.lpips_at_rate(summary, "jpeg", 0.05) is None
+  with pytest.raises(ValueError, match="'webp' has no LPIPS"):
+    bench.lpips_at_rate(summary, "webp", 0.2)
+  with pytest.raises(ValueError, match="positive number, got 0"):
+    bench.lpips_at_rate(summary, "jpeg", 0)
+  assert bench.lpips_matched_rate_table(summary) == {
+      "tfcomp:hific-lo": {"jpeg": pytest.approx(0.4)}, "tfcomp:hific-hi": {"jpeg": None}}
+  markdown = bench.markdown_lossy(summary)
+  assert "| tfcomp:hific-lo | 0.200 | 0.2000 | 0.4000 |" in markdown
+  assert "| tfcomp:hific-hi | 2.000 | 0.0500 | n/a |" in markdown
+  # Lower is better: a BD-rate on it would have the wrong sign.
+  with pytest.raises(ValueError, match="lower is better"):
+    bench.bd_rate_table(summary, "jpeg", "lpips")
+
+
+def test_lpips_weights_missing(tmp_path, monkeypatch, capsys):
+  missing = str(tmp_path / "none.npz")
+  # Given explicitly: an error before anything runs, in one line.
+  status, _, err = run_cli("bench", "--mode=lossy", f"--images={tmp_path}",
+                           f"--out={tmp_path}/o", f"--lpips_weights={missing}")
+  assert status == 2 and err.count("\n") == 1 and "LPIPS weights not found" in err
+  assert not os.path.exists(tmp_path / "o")
+  status, _, err = run_cli("bench", "--mode=lossless", f"--images={tmp_path}",
+                           f"--out={tmp_path}/o", f"--lpips_weights={missing}")
+  assert status == 2 and "--mode lossy only" in err
+  # The default ones missing: the run goes on without LPIPS, after one warning.
+  monkeypatch.setenv(lpips.WEIGHTS_ENV, missing)
+  images = tmp_path / "images"
+  images.mkdir()
+  io.write_png(str(images / "a.png"), testing.smooth_image(64, 80, 3, seed=3))
+  result = bench.main(["--mode=lossy", f"--images={images}", f"--out={tmp_path}/o",
+                       "--quiet", "--codecs=jpeg-420", "--models="])
+  warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+  assert len(warnings) == 1 and missing in warnings[0]
+  summary = result["results"]["datasets"]["images"]["summary"]
+  assert len(summary) == len(baselines.get("jpeg-420").qualities)
+  assert all(s["lpips"] is None for s in summary)
+  assert result["results"]["lpips_weights"] is None and "LPIPS" not in result["markdown"]
+
+
+def test_low_rates_are_reached_and_matched():
+  """The lossy codecs' sweeps start at low rates (HiFiC's 0.14 bpp and below, on Kodak;
+  here on a smooth image, which costs fewer bits), and match_rate finds a rate."""
+  image = testing.smooth_image(128, 192, 3, seed=4)
+  for codec in baselines.available(lossless=False):
+    lowest = baselines.bpp_of(codec.encode(image, codec.qualities[0]), image)
+    assert lowest < 0.3, (codec.name, lowest)
+  jpeg = baselines.get("jpeg-420")
+  target = baselines.bpp_of(jpeg.encode(image, 50), image)
+  setting, data, bpp = baselines.match_rate(jpeg, image, target)
+  assert bpp == pytest.approx(target) and baselines.bpp_of(data, image) == bpp
+  assert jpeg.decode(data).shape == image.shape
+  jxl = baselines.get("jpegxl")
+  if jxl.available():  # a continuous setting: within the tolerance
+    _, _, bpp = baselines.match_rate(jxl, image, 0.5, tolerance=0.02)
+    assert bpp == pytest.approx(0.5, rel=0.1)
+  # Unreachable rates give the nearest end.
+  assert baselines.match_rate(jpeg, image, 1e-3)[0] in (1, 2)
+  assert baselines.match_rate(jpeg, image, 1e3)[0] == 100
+  with pytest.raises(ValueError, match="positive number, got -1"):
+    baselines.match_rate(jpeg, image, -1)
+  with pytest.raises(ValueError, match="png is lossless"):
+    baselines.match_rate(baselines.get("png"), image, 1.0)

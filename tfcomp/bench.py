@@ -1,21 +1,35 @@
 """The benchmark harness: tfcomp's codecs against the classic ones, on the same images.
 
     run_lossless(images, ...) -> records: bits/subpixel, exactness, seconds, peak memory
-    run_lossy(images, ...)    -> records: bpp (real bytes), PSNR-RGB, MS-SSIM, seconds
+    run_lossy(images, ...)    -> records: bpp (real bytes), PSNR-RGB, MS-SSIM, LPIPS,
+                                 seconds; and per (codec, quality) point the patch FD
     summarize_*(records)      -> per-codec means; bd_rate_table; markdown_*; plot_rd
 
 `main(argv)` is the command line shared by `tools/bench.py` and `tfcomp bench`:
 
     --mode lossless|lossy --images SPEC[,SPEC...] --out DIR [--codecs a,b] [--models m,n]
     [--limit N] [--anchor CODEC] [--refine_steps N] [--manual_dir DIR]
+    [--lpips_weights PATH]
 
 It writes DIR/results.json (every record and the summaries), DIR/summary.md, and for lossy
-runs DIR/rd_psnr.png and DIR/rd_msssim.png. Bits per subpixel count the subpixels of the
-image as stored (RGB: 3 per pixel); bpp counts pixels.
+runs DIR/rd_<dataset>_psnr.png, DIR/rd_<dataset>_ms_ssim.png and, when LPIPS was measured,
+DIR/rd_<dataset>_lpips.png. Bits per subpixel count the subpixels of the image as stored
+(RGB: 3 per pixel); bpp counts pixels.
+
+Perceptual measures of lossy runs (for generative codecs such as HiFiC, whose PSNR says
+little): LPIPS v0.1 with AlexNet (tfcomp.lpips; the weights are not shipped: --lpips_weights,
+else $TFCOMP_LPIPS_WEIGHTS, else ../shared/weights; without them the run leaves LPIPS out
+with a warning), per image; and per (codec, quality) point `fd_alex256`, the Fréchet distance
+between LPIPS-AlexNet features of 256x256 patches of the originals and of the decoded images
+(metrics.patch_fd: HiFiC's FID/256 patch protocol, but not FID, whose Inception weights are
+not available here; comparable only within the same images and weights). Both are lower is
+better, so they get no BD-rate; `lpips_at_rate` compares curves at equal bpp instead.
 """
 import argparse
 import json
+import math
 import os
+import sys
 import threading
 import time
 
@@ -111,7 +125,7 @@ def run_lossless(images, chosen, progress=True):
   todo = [(c, name, image) for c in chosen for name, image in images]
   for codec, name, image in tqdm(todo, desc="lossless", disable=not progress):
     if image.dtype != np.uint8 or image.shape[2] != 3:
-      image = _to_rgb8(image)
+      image = to_rgb8(image)
     encoded, enc_s, enc_mb = _measure(codec.encode, image, None)
     decoded, dec_s, dec_mb = _measure(codec.decode, encoded)
     exact = decoded.shape == image.shape and bool(np.array_equal(decoded, image))
@@ -121,29 +135,66 @@ def run_lossless(images, chosen, progress=True):
   return records
 
 
-def run_lossy(images, chosen, progress=True):
+# Side of the patches of the patch FD (HiFiC's FID/256); the summary key names it.
+FD_PATCH = 256
+FD_KEY = f"fd_alex{FD_PATCH}"
+# Measures where lower is better: no BD-rate (it assumes quality rising with rate).
+LOWER_IS_BETTER = ("lpips", FD_KEY)
+
+
+def run_lossy(images, chosen, progress=True, lpips_model=None):
   """Codes every image at every quality of every codec of `chosen` (lossy) and measures
-  the result."""
-  records = []
-  todo = [(c, q, name, image) for c in chosen for q in c.qualities for name, image in images]
-  for codec, quality, name, image in tqdm(todo, desc="lossy", disable=not progress):
-    image = _to_rgb8(image)
-    encoded, enc_s, _ = _measure(codec.encode, image, quality)
-    decoded, dec_s, _ = _measure(codec.decode, encoded)
-    if decoded.shape != image.shape:
-      raise RuntimeError(f"{codec.name} decoded {name} to {decoded.shape}, not {image.shape}")
-    pixels = image.shape[0] * image.shape[1]
-    small = min(image.shape[:2]) < metrics.min_ms_ssim_side()
-    records.append(dict(
-        codec=codec.name, curve=getattr(codec, "curve", codec.name), quality=quality,
-        image=name, bytes=len(encoded), bpp=8 * len(encoded) / pixels,
-        psnr=metrics.psnr(image, decoded),
-        ms_ssim=None if small else metrics.ms_ssim(image, decoded),
-        encode_s=enc_s, decode_s=dec_s))
-  return records
+  the result.
+
+  Args:
+    images: [(name, image)], as data.load_images gives.
+    chosen: Lossy codecs (see select_codecs).
+    progress: Show a progress bar.
+    lpips_model: A tfcomp.lpips.LPIPS, or None to leave LPIPS and the patch FD out.
+
+  Returns:
+    (records, points): a dict per image and (codec, quality) (its `lpips` is None without
+    a model or below lpips.MIN_SIDE pixels per side); and a dict per (codec, quality) with
+    FD_KEY (None without a model, or with fewer than 2 patches of FD_PATCH pixels) and
+    `fd_patches`, for summarize_lossy.
+  """
+  records, points = [], []
+  images = [(name, to_rgb8(image)) for name, image in images]
+  originals = [image for _, image in images]
+  bar = tqdm(total=sum(len(c.qualities) for c in chosen) * len(images), desc="lossy",
+             disable=not progress)
+  for codec in chosen:
+    for quality in codec.qualities:
+      # One point's reconstructions at a time: the patch FD needs all of them together,
+      # and a whole run's (every point of every codec) would not fit in memory.
+      decoded_images = []
+      for name, image in images:
+        encoded, enc_s, _ = _measure(codec.encode, image, quality)
+        decoded, dec_s, _ = _measure(codec.decode, encoded)
+        if decoded.shape != image.shape:
+          raise RuntimeError(f"{codec.name} decoded {name} to {decoded.shape}, not "
+                             f"{image.shape}")
+        pixels = image.shape[0] * image.shape[1]
+        small = min(image.shape[:2]) < metrics.min_ms_ssim_side()
+        records.append(dict(
+            codec=codec.name, curve=getattr(codec, "curve", codec.name), quality=quality,
+            image=name, bytes=len(encoded), bpp=8 * len(encoded) / pixels,
+            psnr=metrics.psnr(image, decoded),
+            ms_ssim=None if small else metrics.ms_ssim(image, decoded),
+            lpips=None if lpips_model is None else metrics.lpips(image, decoded, lpips_model),
+            encode_s=enc_s, decode_s=dec_s))
+        if lpips_model is not None:
+          decoded_images.append(decoded)
+        bar.update()
+      distance, patches = (metrics.patch_fd(originals, decoded_images, lpips_model, FD_PATCH)
+                           if lpips_model is not None else (None, 0))
+      points.append({"codec": codec.name, "quality": quality, FD_KEY: distance,
+                     "fd_patches": patches})
+  bar.close()
+  return records, points
 
 
-def _to_rgb8(image):
+def to_rgb8(image):
   """The benchmarks compare RGB 8-bit codecs: gray is replicated, alpha dropped, 16-bit
   reduced to its high byte."""
   if image.dtype == np.uint16:
@@ -169,29 +220,41 @@ def summarize_lossless(records):
   return out
 
 
-def summarize_lossy(records):
-  """Per codec and quality: means over images of bpp, PSNR, MS-SSIM and seconds."""
+def summarize_lossy(records, points=()):
+  """Per codec and quality: means over images of bpp, PSNR, MS-SSIM, LPIPS (None where no
+  image has one) and seconds, with the point's patch FD from `points` (run_lossy's; None
+  and 0 patches for a point not there)."""
   out = []
+  by_point = {(p["codec"], p["quality"]): p for p in points}
   keys = dict.fromkeys((r["codec"], r["curve"], r["quality"]) for r in records)
   for codec, curve, quality in keys:
     rs = [r for r in records if (r["codec"], r["quality"]) == (codec, quality)]
-    out.append(dict(codec=codec, curve=curve, quality=quality, images=len(rs),
-                    bpp=_mean(rs, "bpp"), psnr=_mean(rs, "psnr"), ms_ssim=_mean(rs, "ms_ssim"),
-                    encode_s=_mean(rs, "encode_s"), decode_s=_mean(rs, "decode_s")))
+    point = by_point.get((codec, quality), {})
+    out.append({"codec": codec, "curve": curve, "quality": quality, "images": len(rs),
+                "bpp": _mean(rs, "bpp"), "psnr": _mean(rs, "psnr"),
+                "ms_ssim": _mean(rs, "ms_ssim"),
+                "lpips": metrics.mean_of_defined(r.get("lpips") for r in rs),
+                FD_KEY: point.get(FD_KEY), "fd_patches": point.get("fd_patches", 0),
+                "encode_s": _mean(rs, "encode_s"), "decode_s": _mean(rs, "decode_s")})
   return out
 
 
 def curves(summary, quality_key="psnr"):
-  """{curve name: [(bpp, quality)]} sorted by rate."""
+  """{curve name: [(bpp, quality)]} sorted by rate; points without that measure (None, or
+  summaries older than it) are left out."""
   result = {}
   for s in summary:
-    if s[quality_key] is not None and np.isfinite(s[quality_key]):
-      result.setdefault(s["curve"], []).append((s["bpp"], s[quality_key]))
+    value = s.get(quality_key)
+    if value is not None and np.isfinite(value):
+      result.setdefault(s["curve"], []).append((s["bpp"], value))
   return {k: sorted(v) for k, v in result.items()}
 
 
 def bd_rate_table(summary, anchor, quality_key="psnr"):
   """{curve: BD-rate % against `anchor`} for every curve overlapping the anchor's."""
+  if quality_key in LOWER_IS_BETTER:
+    raise ValueError(f"BD-rate assumes quality rising with rate; {quality_key!r} is lower "
+                     "is better (compare with lpips_at_rate)")
   rd = curves(summary, quality_key)
   if anchor not in rd:
     raise ValueError(f"anchor {anchor!r} is not among the curves {sorted(rd)}")
@@ -234,6 +297,47 @@ def matched_rate_table(summary, quality_key):
   return table
 
 
+def lpips_at_rate(summary, curve, bpp):
+  """LPIPS of `curve` at `bpp`, interpolated linearly in log-bpp between the neighbouring
+  points of the curve (rates of codecs spread over decades, and quality is closer to
+  linear in log-rate than in rate).
+
+  Args:
+    summary: summarize_lossy's list.
+    curve: A curve name of the summary with LPIPS measured.
+    bpp: The rate, > 0.
+
+  Returns:
+    The LPIPS as a float, or None if bpp lies outside the curve's range of rates.
+
+  Raises:
+    ValueError: bpp is not positive, or the curve has no point with LPIPS.
+  """
+  if not (isinstance(bpp, (int, float, np.floating)) and math.isfinite(bpp) and bpp > 0):
+    raise ValueError(f"bpp must be a positive number, got {bpp!r}")
+  rd = curves(summary, "lpips")
+  if curve not in rd:
+    raise ValueError(f"curve {curve!r} has no LPIPS; curves with LPIPS: {sorted(rd)}")
+  rates, values = zip(*rd[curve])
+  if not rates[0] <= bpp <= rates[-1]:
+    return None
+  return float(np.interp(np.log(bpp), np.log(rates), values))
+
+
+def lpips_matched_rate_table(summary):
+  """{tfcomp point: {classic curve: its LPIPS at the point's bpp}} (see lpips_at_rate), for
+  the tfcomp points with LPIPS and the classic curves with LPIPS."""
+  others = [name for name in curves(summary, "lpips") if not name.startswith("tfcomp:")]
+  return {s["codec"]: {name: lpips_at_rate(summary, name, s["bpp"]) for name in others}
+          for s in summary
+          if s["codec"].startswith("tfcomp:") and s.get("lpips") is not None and s["bpp"] > 0}
+
+
+_AXIS_LABELS = {"psnr": "PSNR-RGB (dB)", "ms_ssim": "MS-SSIM",
+                "lpips": "LPIPS (AlexNet, v0.1; lower is better)",
+                FD_KEY: f"FD on LPIPS-AlexNet features of {FD_PATCH}px patches (not FID)"}
+
+
 def plot_rd(summary, path, quality_key="psnr", title=""):
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
@@ -243,7 +347,7 @@ def plot_rd(summary, path, quality_key="psnr", title=""):
     bpp, quality = zip(*points)
     ax.plot(bpp, quality, marker="o", markersize=3, label=name)
   ax.set_xlabel("bits per pixel")
-  ax.set_ylabel({"psnr": "PSNR-RGB (dB)", "ms_ssim": "MS-SSIM"}[quality_key])
+  ax.set_ylabel(_AXIS_LABELS[quality_key])
   ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
@@ -281,14 +385,30 @@ def markdown_lossless(summaries):
 
 
 def markdown_lossy(summary, bd_psnr=None, bd_msssim=None, bd_matrices=None):
-  """Tables of the lossy run; bd_*: from bd_rate_table, bd_matrices: {quality key:
-  bd_rate_matrix}, each left out when not given."""
-  lines = ["| codec | setting | bpp | PSNR-RGB (dB) | MS-SSIM | enc s | dec s |",
-           "|---|---:|---:|---:|---:|---:|---:|"]
+  """Tables of the lossy run: the points (with LPIPS and the patch FD when measured), then
+  BD-rates (bd_*: from bd_rate_table, bd_matrices: {quality key: bd_rate_matrix}, each left
+  out when not given), then each tfcomp point against the classic curves at its rate (LPIPS
+  when measured, MS-SSIM, PSNR)."""
+  # The perceptual columns only when measured: runs without the LPIPS weights (and older
+  # summaries) keep the table they had.
+  perceptual = any(s.get("lpips") is not None or s.get(FD_KEY) is not None for s in summary)
+  extra_head, extra_rule = (" LPIPS | FD-Alex/256 |", "---:|---:|") if perceptual else ("", "")
+  lines = ["| codec | setting | bpp | PSNR-RGB (dB) | MS-SSIM |" + extra_head + " enc s | dec s |",
+           "|---|---:|---:|---:|---:|" + extra_rule + "---:|---:|"]
   for s in summary:
     setting = "n/a" if s["quality"] is None else s["quality"]
+    extra = (f" {_f(s.get('lpips'), 4)} | {_f(s.get(FD_KEY), 4)} |" if perceptual else "")
     lines.append(f"| {s['codec']} | {setting} | {_f(s['bpp'])} | {_f(s['psnr'], 2)} | "
-                 f"{_f(s['ms_ssim'], 4)} | {_f(s['encode_s'], 3)} | {_f(s['decode_s'], 3)} |")
+                 f"{_f(s['ms_ssim'], 4)} |{extra} {_f(s['encode_s'], 3)} | "
+                 f"{_f(s['decode_s'], 3)} |")
+  if perceptual:
+    patches = sorted({s.get("fd_patches", 0) for s in summary})
+    lines += ["", "LPIPS: v0.1, AlexNet backbone, mean over the images (lower is better). "
+              f"FD-Alex/256: Fréchet distance between the LPIPS-AlexNet features of the "
+              f"{FD_PATCH}x{FD_PATCH} patches of the originals and of the decoded images "
+              "(HiFiC's FID/256 patch protocol with AlexNet instead of Inception features: "
+              "not FID, and not comparable with published FID/256 values; lower is better; "
+              f"{'/'.join(str(p) for p in patches)} patches per point, n/a below 2)."]
   if bd_psnr is not None:
     lines += ["", "| curve | BD-rate vs anchor (PSNR-RGB) | BD-rate vs anchor (MS-SSIM) |",
               "|---|---:|---:|"]
@@ -307,6 +427,17 @@ def markdown_lossy(summary, bd_psnr=None, bd_msssim=None, bd_matrices=None):
     for name, row in table.items():
       lines.append(f"| {name} | " + " | ".join(_percent(row[o]) for o in others) + " |")
   points = {s["codec"]: s for s in summary}
+  table = lpips_matched_rate_table(summary)
+  others = list(next(iter(table.values()))) if table else []
+  if others:
+    lines += ["", "LPIPS at each learned model's bpp, interpolated along each classic curve "
+              "(linearly in log-bpp; lower is better; n/a outside the curve's range of rates):",
+              "", "| point | bpp | ours | " + " | ".join(others) + " |",
+              "|---|---:|---:|" + "---:|" * len(others)]
+    for codec, row in table.items():
+      lines.append(f"| {codec} | {_f(points[codec]['bpp'])} | "
+                   f"{_f(points[codec]['lpips'], 4)} | " +
+                   " | ".join(_f(row[o], 4) for o in others) + " |")
   for key, label, digits in (("ms_ssim", "MS-SSIM", 4), ("psnr", "PSNR-RGB (dB)", 2)):
     table = matched_rate_table(summary, key)
     if not table:
@@ -357,6 +488,11 @@ def _parser():
   p.add_argument("--manual_dir", default=None, help="TFDS manual directory")
   p.add_argument("--data_dir", default=None, help="TFDS data directory")
   p.add_argument("--quiet", action="store_true", help="no progress bars")
+  p.add_argument("--lpips_weights", default=None,
+                 help="LPIPS-AlexNet weights (.npz) for the lossy mode's LPIPS and patch FD "
+                 "(default: $TFCOMP_LPIPS_WEIGHTS, else ../shared/weights/"
+                 "lpips-alexnet-v0.1.npz; if that is missing, both are left out with a "
+                 "warning)")
   p.add_argument("--manifest", default=None, help="update this zoo manifest (JSON) with the "
                  "figures measured for the zoo models (tools/bench.py --update_manifest: the "
                  "shipped one, which `tfcomp models` shows)")
@@ -364,7 +500,7 @@ def _parser():
 
 
 _MANIFEST_FIGURES = {"lossless": ("bpsp", "encode_s", "decode_s"),
-                     "lossy": ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")}
+                     "lossy": ("bpp", "psnr", "ms_ssim", "lpips", "encode_s", "decode_s")}
 
 
 def update_manifest(path, results, source):
@@ -382,7 +518,8 @@ def update_manifest(path, results, source):
       if not s["codec"].startswith("tfcomp:") or "+" in name:  # refined variants: not models
         continue
       entry = manifest["models"].setdefault(name, {"datasets": {}})
-      entry["datasets"][label] = {k: round(float(s[k]), 4) for k in keys if s[k] is not None}
+      entry["datasets"][label] = {k: round(float(s[k]), 4) for k in keys
+                                  if s.get(k) is not None}
       entry["source"] = source
   manifest["models"] = dict(sorted(manifest["models"].items()))
   from tfcomp import io as tfcomp_io  # pylint: disable=import-outside-toplevel
@@ -393,9 +530,46 @@ def _split(value):
   return None if value is None else [v for v in value.split(",") if v]
 
 
+def load_lpips(path=None, mode="lossy"):
+  """The LPIPS model of a run and the file it came from.
+
+  Args:
+    path: --lpips_weights: an explicit file (an error if unusable), or None for
+      tfcomp.lpips's default resolution (environment variable, then ../shared/weights).
+    mode: --mode; LPIPS is measured in the lossy mode only.
+
+  Returns:
+    (model, path), or (None, None) when lossless, or when the default weights are missing,
+    which prints one warning line to stderr: the rest of the benchmark runs without LPIPS.
+
+  Raises:
+    UsageError: The weights given do not exist, cannot be read, or are given for a lossless
+      run; or the default ones exist but cannot be read.
+  """
+  if mode != "lossy":
+    if path is not None:
+      raise UsageError(f"--lpips_weights {path}: LPIPS is measured in --mode lossy only, "
+                       f"not {mode}")
+    return None, None
+  from tfcomp import lpips  # pylint: disable=import-outside-toplevel  (TensorFlow)
+  try:
+    resolved = lpips.weights_path(path)
+    return lpips.load(resolved), resolved
+  except FileNotFoundError as e:
+    if path is not None:
+      raise UsageError(f"--lpips_weights {path}: {e}") from None
+    print(f"tfcomp bench: warning: LPIPS and {FD_KEY} left out: {e}", file=sys.stderr,
+          flush=True)
+    return None, None
+  except (OSError, ValueError) as e:  # a damaged or foreign file: never silently skipped
+    raise UsageError(f"LPIPS weights {path or 'default'}: cannot read them: {e}") from None
+
+
 def main(argv=None):
   """Runs the benchmark; returns a dict of the summaries and the markdown written."""
   args = _parser().parse_args(argv)
+  # Before any image is coded: a bad --lpips_weights should not cost a whole run.
+  lpips_model, lpips_path = load_lpips(args.lpips_weights, args.mode)
   os.makedirs(args.out, exist_ok=True)
   lossless = args.mode == "lossless"
   chosen = select_codecs(lossless, _split(args.codecs), _split(args.models),
@@ -403,12 +577,18 @@ def main(argv=None):
   results = {"mode": args.mode, "command": argv, "datasets": {},
              "codecs": {c.name: {"encoder": c.library, "setting": c.quality_name}
                         for c in chosen}}
+  if not lossless:
+    results["lpips_weights"] = lpips_path
   for spec in _split(args.images):
     images = data.load_images(spec, args.data_dir, args.manual_dir, args.limit)
     label = os.path.basename(os.path.normpath(spec)) if not data.is_tfds(spec) else spec
-    run = run_lossless if lossless else run_lossy
-    records = run(images, chosen, progress=not args.quiet)
-    summary = (summarize_lossless if lossless else summarize_lossy)(records)
+    if lossless:
+      records = run_lossless(images, chosen, progress=not args.quiet)
+      summary = summarize_lossless(records)
+    else:
+      records, points = run_lossy(images, chosen, not args.quiet, lpips_model)
+      summary = summarize_lossy(records, points)
+    del images  # before the next spec's: one dataset in memory at a time
     results["datasets"][label] = {"spec": spec, "records": records, "summary": summary}
   if lossless:
     markdown = markdown_lossless({d: v["summary"] for d, v in results["datasets"].items()})
@@ -423,7 +603,7 @@ def main(argv=None):
       v.update(bd_rate_psnr=bd_psnr, bd_rate_ms_ssim=bd_msssim, anchor=args.anchor,
                bd_rate_matrix_psnr=matrices["psnr"], bd_rate_matrix_ms_ssim=matrices["ms_ssim"])
       slug = "".join(ch if ch.isalnum() else "_" for ch in label)
-      for key in ("psnr", "ms_ssim"):
+      for key in ("psnr", "ms_ssim") + (("lpips",) if curves(summary, "lpips") else ()):
         plot_rd(summary, os.path.join(args.out, f"rd_{slug}_{key}.png"), key, label)
       parts.append(f"### {label}\n\n" + markdown_lossy(summary, bd_psnr, bd_msssim, matrices))
     markdown = "\n\n".join(parts)
