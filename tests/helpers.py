@@ -55,6 +55,8 @@ def tool(name):
 
 
 TINY_LOSSY = {"num_filters": 16, "latent_channels": 24, "hyper_filters": 16}
+TINY_HIFIC = {"num_filters": 4, "latent_channels": 8, "hyper_filters": 8,
+              "num_residual_blocks": 1, "discriminator_filters": 4}
 TINY_LOSSLESS = {
     "l3c": {"num_features": 8, "num_blocks": 1, "num_components": 3, "num_scales": 2},
     "srec": {"num_features": 8, "num_blocks": 1, "num_components": 3, "num_levels": 2,
@@ -62,16 +64,17 @@ TINY_LOSSLESS = {
 }
 
 
-def tiny_lossy_codec(path):
-  """A codec around a small, untrained, coding-ready hyperprior saved to `path`."""
+def tiny_lossy_codec(path, family="hyperprior"):
+  """A codec around a small, untrained, coding-ready `family` model (hyperprior or
+  hific) saved to `path`."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from tfcomp import models  # pylint: disable=import-outside-toplevel
   from tfcomp.codecs import lossy  # pylint: disable=import-outside-toplevel
   tf.random.set_seed(2)
-  model = models.Hyperprior(**TINY_LOSSY)
-  model.make_compressible()
-  models.save(model, "hyperprior", path)
-  return lossy.LossyModelCodec("hyperprior-tiny", str(path))
+  model = models.build(family, TINY_HIFIC if family == "hific" else TINY_LOSSY)
+  model = model.coding_copy()
+  models.save(model, family, path)
+  return lossy.LossyModelCodec(f"{family}-tiny", str(path))
 
 
 def tiny_lossless_codec(family, path):

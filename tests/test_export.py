@@ -94,9 +94,10 @@ def _model_streams(codec, image):
   return streams
 
 
-def test_lossy_export_codes_like_the_codec_in_a_fresh_process(tmp_path):
+@pytest.mark.parametrize("family", ["hyperprior", "hific"])
+def test_lossy_export_codes_like_the_codec_in_a_fresh_process(family, tmp_path):
   weights = tmp_path / "tiny.npz"
-  codec = helpers.tiny_lossy_codec(weights)
+  codec = helpers.tiny_lossy_codec(weights, family)
   out = tmp_path / "exports" / "saved"
   export = _export(["--weights", str(weights)], out)
   with pytest.raises(Exception, match="exists"):

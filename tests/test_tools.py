@@ -130,7 +130,9 @@ def test_val_reports_estimated_and_real_rates(tmp_path, images):
     _run(val, ["val.py", "--weights", weights, "--refine_steps", "3", "--out", out, images])
 
 
-def test_freeze_then_val_codes_a_lossy_model(tmp_path):
+def test_freeze_then_val_codes_a_lossy_model(tmp_path, monkeypatch):
+  from tfcomp import lpips  # pylint: disable=import-outside-toplevel
+  monkeypatch.setenv(lpips.WEIGHTS_ENV, lpips.save_standin(str(tmp_path / "lpips.npz")))
   for i in range(2):
     io.write_png(str(tmp_path / f"im{i}.png"), testing.smooth_image(70 + i, 90, 3, seed=i))
   model = models.Hyperprior(num_filters=8, latent_channels=8, hyper_filters=8)
@@ -147,10 +149,14 @@ def test_freeze_then_val_codes_a_lossy_model(tmp_path):
   assert [r["image"] for r in rows] == ["im0.png", "im1.png"]
   for r in rows:
     assert float(r["real_bpp"]) > 0 and float(r["psnr"]) > 0 and "estimated_bpp" in r
+    assert float(r["lpips"]) > 0
   with open(os.path.join(out, "results.json")) as f:
-    means = json.load(f)["mean"]
+    results = json.load(f)
+  means = results["mean"]
   # MS-SSIM is undefined below its five scales' size: null, not NaN (which is not JSON).
-  assert means["ms_ssim"] is None and means["psnr"] > 0
+  assert means["ms_ssim"] is None and means["psnr"] > 0 and means["lpips"] > 0
+  # No 256x256 patch fits: the patch distance is undefined too.
+  assert results["fd_alex256"] is None and results["fd_patches"] == 0
 
 
 def test_val_refines_on_both_paths(tmp_path):
@@ -324,3 +330,38 @@ def test_bench_cli_times_batch_single_and_in_process_coding(tmp_path, capsys):
   out = capsys.readouterr().out
   row = [line for line in out.splitlines() if line.startswith("| fixedpred-v1")]
   assert len(row) == 1 and "`tfcomp models`" in out and "`tfcomp info`" in out
+
+
+def test_hific_figure_compares_a_model_with_classic_codecs_at_its_rate(tmp_path):
+  from tfcomp import baselines, lpips  # pylint: disable=import-outside-toplevel
+  weights = str(tmp_path / "tiny.npz")
+  helpers.tiny_lossy_codec(weights)
+  standin = lpips.save_standin(str(tmp_path / "lpips.npz"))
+  samples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "tfcomp", "samples")
+  out = tmp_path / "figure" / "crops.png"
+  figure = helpers.tool("hific_figure")
+  argv = ["hific_figure.py", "--weights", weights, "--dataset", samples, "--images",
+          "kodim23-crop", "--codecs", "jpeg-420,webp", "--crop", "128", "--crop_at", "64,100",
+          "--lpips_weights", standin, "--out", str(out)]
+  rows = figure.main(argv)
+  assert [(r["image"], r["model"]) for r in rows] == [("kodim23-crop", "tiny")]
+  model, jpeg, webp = rows[0]["panels"]
+  assert [p["label"] for p in (model, jpeg, webp)] == ["tiny", "jpeg-420", "webp"]
+  assert rows[0]["window"] == (64, 100) and all(p["lpips"] > 0 for p in (model, jpeg, webp))
+  # Each classic codec at its setting of the rate closest to the model's.
+  image = io.read_image(os.path.join(samples, "kodim23-crop.png"))
+  for panel, name in ((jpeg, "jpeg-420"), (webp, "webp")):
+    codec = baselines.get(name)
+    assert panel["bpp"] == pytest.approx(baselines.match_rate(codec, image, model["bpp"])[2])
+  picture = io.read_image(str(out))
+  # A row of three 128-pixel crops at 1:1 (100 dpi), with captions above.
+  assert picture.shape[1] >= 3 * 128 and picture.shape[0] >= 128 and picture.std() > 10
+  assert json.loads((tmp_path / "figure" / "crops.json").read_text())["lpips"] is True
+  with pytest.raises(app.UsageError, match="--crop_at 200,0: a 128-pixel crop there"):
+    _run(figure, argv[:-2] + ["--crop_at", "200,0", "--out", str(out)])
+  with pytest.raises(app.UsageError, match="--images kodim99: not in"):
+    _run(figure, ["hific_figure.py", "--weights", weights, "--dataset", samples,
+                  "--images", "kodim99"])
+  with pytest.raises(app.UsageError, match="at least one learned model"):
+    _run(figure, ["hific_figure.py", "--dataset", samples, "--images", "kodim23-crop"])

@@ -303,7 +303,8 @@ def cmd_models(args, out, err):
       measured, seconds = "not measured", ""
     else:
       measured = (f"{f['bpsp']:.3f} bpsp" if e.lossless else
-                  f"{f['bpp']:.3f} bpp, {f['psnr']:.2f} dB, MS-SSIM {f['ms_ssim']:.4f}")
+                  f"{f['bpp']:.3f} bpp, {f['psnr']:.2f} dB, MS-SSIM {f['ms_ssim']:.4f}" +
+                  (f", LPIPS {f['lpips']:.3f}" if "lpips" in f else ""))
       seconds = f"{f['encode_s']:.2f} / {f['decode_s']:.2f}"
     kind = ("lossless" if e.lossless else "lossy") + (" *" if e.name == zoo.DEFAULT else "")
     rows.append((e.name, e.family, kind, measured, seconds, e.use))

@@ -6,7 +6,8 @@
 
 A model with several optimizers (imgcomp: autoencoder, context model) defines
 `loss_groups() -> [(scalar name, variables)]`; each group minimizes that scalar of
-`loss_and_scalars` over its variables with its own Adam. A run resumes
+`loss_and_scalars(x, out, step)` over its variables with its own Adam (the step is
+there for losses that follow a schedule, HiFiC's rate weight). A run resumes
 from logdir's latest checkpoint; `restore` starts a new run from another
 run's weights (a checkpoint directory or a model .npz). TensorBoard summaries go to
 logdir/train and logdir/eval.
@@ -124,7 +125,8 @@ def _restore_weights(model, family, source, log=print):
   """Initializes `model` from a model .npz or a checkpoint (a checkpoint directory means
   its latest one); returns the path restored, for the log.
 
-  A .npz may hold a smaller model of the same family (fewer residual stacks or blocks,
+  A .npz may hold a model of a family this one extends (a hyperprior starts a HiFiC of
+  the same sizes), or a smaller model of the same family (fewer residual stacks or blocks,
   or fewer features, say): every one of its weights must exist in `model` under the same
   name and shape, or, for a convolution, a wider one (see _widened); the weights it lacks
   keep their initial values, except that blocks added to a restored residual body become
@@ -134,7 +136,8 @@ def _restore_weights(model, family, source, log=print):
   """
   if source.endswith(".npz"):
     restored_family, restored = models.load(source)
-    if restored_family != family:
+    # The same family, or one this model's family extends (a hyperprior for HiFiC).
+    if not isinstance(model, type(restored)):
       raise ValueError(f"{source} holds a model of family {restored_family!r}, "
                        f"not {family!r}")
     target, weights = named_weights(model), named_weights(restored)
@@ -142,7 +145,7 @@ def _restore_weights(model, family, source, log=print):
     if restored_config.get("compression") and not model.get_config().get("compression"):
       # A frozen model (a zoo entry, say) also holds the range-coding tables that freezing
       # derived from its prior; training changes the prior and freezing derives them anew.
-      plain = models.build(family, {**restored_config, "compression": False})
+      plain = models.build(restored_family, {**restored_config, "compression": False})
       models.build_variables(plain)
       for name in set(weights) - set(named_weights(plain)):
         del weights[name]
@@ -362,7 +365,7 @@ def train(family, config, options, log=print, strategy=None):
         tf.fill([local_batch], mean), global_batch_size=options.batch_size)
     with tf.GradientTape(persistent=True) as tape:
       out = model(x, training=True)
-      loss, scalars = model.loss_and_scalars(x, out)
+      loss, scalars = model.loss_and_scalars(x, out, step=step)
       scaled = {name: average(scalars[name]) for name, _ in groups}
     grads = [tape.gradient(scaled[name], variables) for name, variables in groups]
     del tape

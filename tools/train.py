@@ -11,6 +11,14 @@ blocks for `--set num_blocks=4` or 32 features for `--set num_features=48`: the 
 residual stacks and blocks start as the identity, and nothing reads the new features
 until training moves the zeros in front of them, so the grown model starts out coding as
 the restored one did.
+HiFiC's loss holds LPIPS, whose weights tfcomp does not ship: --lpips_weights names them
+(else $TFCOMP_LPIPS_WEIGHTS, else ../shared/weights/lpips-alexnet-v0.1.npz). Its two
+stages: the first without the discriminator, then the GAN warm-started from it:
+
+    python tools/train.py --model hific --config small-mi --set beta=0 --logdir runs/base ...
+    python tools/train.py --model hific --config small-lo --restore runs/base/model.npz \
+        --logdir runs/lo ...
+
 The best weights (by eval loss) land in
 <logdir>/model.npz; TensorBoard reads <logdir>.
 
@@ -31,11 +39,12 @@ worker dies the others stop with an error; start all of them again with the same
 command and they resume from the last checkpoint.
 """
 import json
+import os
 
 from absl import app, flags
 
 import toolbox  # first: it puts the repository on the path
-from tfcomp import configs, training  # pylint: disable=wrong-import-order
+from tfcomp import configs, lpips, training  # pylint: disable=wrong-import-order
 
 # Its own flag registry, so that tests can import several tools into one process.
 FLAGS = flags.FlagValues()
@@ -69,6 +78,9 @@ flags.DEFINE_integer("eval_limit", 0, "evaluate on the first N eval images only 
 flags.DEFINE_integer("summary_every", defaults.summary_every, "steps between summaries",
                      flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "seed of the crops and the initialization", flag_values=FLAGS)
+flags.DEFINE_string("lpips_weights", None, "LPIPS-AlexNet weights (.npz) for losses that "
+                    "hold LPIPS (HiFiC); default: $TFCOMP_LPIPS_WEIGHTS, then "
+                    "../shared/weights", flag_values=FLAGS)
 flags.DEFINE_enum("strategy", "default", training.STRATEGIES,
                   "how tf.distribute spreads the global batch: this device, every local "
                   "GPU, or the workers of TF_CONFIG", flag_values=FLAGS)
@@ -84,6 +96,12 @@ def main(argv):
   for name in ("model", "train", "logdir"):
     if not getattr(FLAGS, name):
       raise app.UsageError(f"--{name} is required")
+  if FLAGS.lpips_weights:
+    try:
+      # The models find the weights where tfcomp.lpips.load looks without a path.
+      os.environ[lpips.WEIGHTS_ENV] = lpips.weights_path(FLAGS.lpips_weights)
+    except FileNotFoundError as e:
+      raise app.UsageError(f"--lpips_weights: {e}") from None
   # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs anything else.
   strategy = training.make_strategy(FLAGS.strategy)
   config = configs.load(FLAGS.model, FLAGS.config, FLAGS.set)

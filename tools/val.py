@@ -8,11 +8,16 @@ rate from the model's cross-entropy (bits of the coded tiles; bpsp for lossless 
 for lossy ones). --real_bpp also writes the real file, decodes it, checks the result
 (bit-exact for lossless models; identical to the estimate path's reconstruction for lossy
 ones) and reports the real rate from the file size, its overhead over the estimate, and the
-encode and decode seconds. Results: <out>/measures.csv (per image) and <out>/results.json
-(means). --refine_steps N (hyperprior models) evaluates the encoder that fits the latents
-to each image in N steps (`tfcomp compress --refine_steps`), on both paths; --save_ours
-writes reconstructions to <out>/imgs; --sample DIR writes the L3C paper's samples (each
-image re-drawn from each auxiliary scale upward).
+encode and decode seconds. Lossy models also get LPIPS per image and, over the set,
+fd_alex256: the Fréchet distance between real and reconstructed 256x256 patches on
+LPIPS-AlexNet features (HiFiC's FID/256 protocol on other features; it is not FID), when
+the LPIPS weights are found (--lpips_weights, else $TFCOMP_LPIPS_WEIGHTS, else
+../shared/weights); without them both are left out with a warning. Results:
+<out>/measures.csv (per image) and <out>/results.json (means). --refine_steps N
+(hyperprior models) evaluates the encoder that fits the latents to each image in N steps
+(`tfcomp compress --refine_steps`), on both paths; --save_ours writes reconstructions to
+<out>/imgs; --sample DIR writes the L3C paper's samples (each image re-drawn from each
+auxiliary scale upward).
 """
 import csv
 import json
@@ -23,7 +28,7 @@ import numpy as np
 from absl import app, flags
 
 import toolbox  # first: it puts the repository on the path
-from tfcomp import codecs, data, io as tfcomp_io, metrics  # pylint: disable=wrong-import-order
+from tfcomp import bench, codecs, data, io as tfcomp_io, metrics  # pylint: disable=wrong-import-order
 
 # Its own flag registry, so that tests can import several tools into one process.
 FLAGS = flags.FlagValues()
@@ -39,10 +44,14 @@ flags.DEFINE_string("sample", None, "write the paper's samples to this folder (L
 flags.DEFINE_integer("refine_steps", 0, "hyperprior models: fit the latents to each image in "
                      "this many steps before estimating and coding", flag_values=FLAGS)
 flags.DEFINE_integer("limit", 0, "evaluate the first N images only (0: all)", flag_values=FLAGS)
+flags.DEFINE_string("lpips_weights", None, "LPIPS-AlexNet weights (.npz) for lossy models' "
+                    "LPIPS and fd_alex256 (default: $TFCOMP_LPIPS_WEIGHTS, then "
+                    "../shared/weights)", flag_values=FLAGS)
 
 
-def evaluate_image(codec, name, image, real, refine_steps=0):
-  """One row of measures for `image`; raises AssertionError if a real decode is wrong."""
+def evaluate_image(codec, name, image, real, refine_steps=0, lpips_model=None):
+  """One row of measures for `image` and its reconstruction; raises AssertionError if a
+  real decode is wrong. `lpips_model` (tfcomp.lpips.LPIPS): also measure LPIPS."""
   h, w, c = image.shape
   unit = h * w * c if codec.lossless else h * w
   rate = "bpsp" if codec.lossless else "bpp"
@@ -61,6 +70,8 @@ def evaluate_image(codec, name, image, real, refine_steps=0):
   if not codec.lossless:
     row["psnr"] = metrics.psnr(image, x_hat)
     row["ms_ssim"] = metrics.ms_ssim(image, x_hat) if min(h, w) >= 161 else None
+    if lpips_model is not None:
+      row["lpips"] = metrics.lpips(image, x_hat, lpips_model)
   if real:
     started = time.perf_counter()
     encoded = codecs.compress(image, codec, refine_steps=refine_steps)
@@ -108,6 +119,15 @@ def main(argv):
   if len(argv) != 2:
     raise app.UsageError("give one DATASET (a folder, an escaped glob or tfds:NAME)")
   codec = toolbox.load_codec(FLAGS.model, FLAGS.weights)
+  lpips_model = None
+  if not codec.lossless:
+    try:
+      lpips_model, _ = bench.load_lpips(FLAGS.lpips_weights)
+    except bench.UsageError as e:
+      raise app.UsageError(str(e)) from None
+  elif FLAGS.lpips_weights:
+    raise app.UsageError(f"--lpips_weights: {codec.name} is lossless; LPIPS is for lossy "
+                         "models")
   if FLAGS.sample and not hasattr(getattr(codec, "model", None), "sample"):
     raise app.UsageError(f"--sample needs a model that can sample; {codec.name} cannot")
   try:
@@ -119,10 +139,13 @@ def main(argv):
   for folder in ([os.path.join(FLAGS.out, "imgs")] if FLAGS.save_ours else []) + (
       [FLAGS.sample] if FLAGS.sample else []):
     os.makedirs(folder, exist_ok=True)
-  rows = []
+  rows, pairs = [], []
   for name, image in images:
-    row, x_hat = evaluate_image(codec, name, image, FLAGS.real_bpp, FLAGS.refine_steps)
+    row, x_hat = evaluate_image(codec, name, image, FLAGS.real_bpp, FLAGS.refine_steps,
+                                lpips_model)
     rows.append(row)
+    if lpips_model is not None:
+      pairs.append((image, x_hat))
     print(_format(row), flush=True)
     if FLAGS.save_ours:
       stem = os.path.splitext(name.replace(os.sep, "_"))[0]
@@ -138,6 +161,10 @@ def main(argv):
            for k in keys if isinstance(rows[0][k], float) or rows[0][k] is None}
   results = {"model": codec.name, "dataset": argv[1], "refine_steps": FLAGS.refine_steps,
              "images": len(rows), "mean": means}
+  if pairs:
+    results["fd_alex256"], results["fd_patches"] = metrics.patch_fd(*zip(*pairs), lpips_model)
+    print(f"{_format({'fd_alex256': results['fd_alex256']})} over {results['fd_patches']} "
+          "patches of 256x256")
   with open(os.path.join(FLAGS.out, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
   print("mean " + _format(means))

@@ -13,12 +13,14 @@ import json
 import numpy as np
 import tensorflow as tf
 
+from tfcomp.models.hific import HiFiC
 from tfcomp.models.hyperprior import Hyperprior
 from tfcomp.models.imgcomp import Imgcomp
 from tfcomp.models.l3c import L3C
 from tfcomp.models.srec import SReC
 
-FAMILIES = {"l3c": L3C, "hyperprior": Hyperprior, "srec": SReC, "imgcomp": Imgcomp}
+FAMILIES = {"l3c": L3C, "hyperprior": Hyperprior, "srec": SReC, "imgcomp": Imgcomp,
+            "hific": HiFiC}
 
 
 def build(family, config):

@@ -129,15 +129,9 @@ class Hyperprior(tf.keras.Model):
     self.kernel_parameter = kernel_parameter
     self.compression = False
 
-    n, m, h = self.num_filters, self.latent_channels, self.hyper_filters
+    m, h = self.latent_channels, self.hyper_filters
     conv = functools.partial(_conv, kernel_parameter=kernel_parameter)
-    self.g_a = tf.keras.Sequential(
-        [conv(n, 5, down=2, activation=tfc.GDN(name=f"gdn_{i}"), name=f"layer_{i}")
-         for i in range(3)] + [conv(m, 5, down=2, name="layer_3")], name="g_a")
-    self.g_s = tf.keras.Sequential(
-        [conv(n, 5, up=2, activation=tfc.GDN(inverse=True, name=f"igdn_{i}"),
-              name=f"layer_{i}") for i in range(3)] + [conv(3, 5, up=2, name="layer_3")],
-        name="g_s")
+    self.g_a, self.g_s = self._image_transforms()
     self.h_a = tf.keras.Sequential([
         conv(h, 3, activation=tf.nn.relu, name="layer_0"),
         conv(h, 5, down=2, activation=tf.nn.relu, name="layer_1"),
@@ -157,6 +151,19 @@ class Hyperprior(tf.keras.Model):
     if compression:
       self.side_entropy_model, self.entropy_model = self._entropy_models(compression=True)
       self.compression = True
+
+  def _image_transforms(self):
+    """(g_a, g_s): Ballé's four 5x5 stride-2 convolutions with GDN / IGDN."""
+    n, m = self.num_filters, self.latent_channels
+    conv = functools.partial(_conv, kernel_parameter=self.kernel_parameter)
+    g_a = tf.keras.Sequential(
+        [conv(n, 5, down=2, activation=tfc.GDN(name=f"gdn_{i}"), name=f"layer_{i}")
+         for i in range(3)] + [conv(m, 5, down=2, name="layer_3")], name="g_a")
+    g_s = tf.keras.Sequential(
+        [conv(n, 5, up=2, activation=tfc.GDN(inverse=True, name=f"igdn_{i}"),
+              name=f"layer_{i}") for i in range(3)] + [conv(3, 5, up=2, name="layer_3")],
+        name="g_s")
+    return g_a, g_s
 
   def get_config(self):
     return {"num_filters": self.num_filters, "latent_channels": self.latent_channels,
@@ -220,15 +227,20 @@ class Hyperprior(tf.keras.Model):
     as plain variables (kernel_parameter "variable"), as the zoo ships lossy models."""
     if not self.compression:
       self.make_compressible()
-    copy = Hyperprior(**{**self.get_config(), "kernel_parameter": "variable"})
+    copy = type(self)(**{**self.get_config(), "kernel_parameter": "variable"})
     def besides_kernel(layer):  # biases, GDN parameters
       return [v for v in layer.weights if not v.name.split("/")[-1].startswith("kernel")]
 
     for net in ("g_a", "g_s", "h_a"):
-      for source, target in zip(getattr(self, net).layers, getattr(copy, net).layers):
-        target.kernel_parameter.assign(source.kernel)
-        for s, t in zip(besides_kernel(source), besides_kernel(target), strict=True):
-          t.assign(s)
+      for source, target in zip(getattr(self, net).layers, getattr(copy, net).layers,
+                                strict=True):
+        if isinstance(source, tfc.SignalConv2D):
+          target.kernel_parameter.assign(source.kernel)
+          for s, t in zip(besides_kernel(source), besides_kernel(target), strict=True):
+            t.assign(s)
+        else:  # a Keras layer holds its kernels as they are (HiFiC's transforms)
+          for s, t in zip(source.weights, target.weights, strict=True):
+            t.assign(s)
     for source, target in ((self.h_s, copy.h_s), (self.hyperprior, copy.hyperprior),
                            (self.side_entropy_model, copy.side_entropy_model),
                            (self.entropy_model, copy.entropy_model)):
@@ -288,7 +300,7 @@ class Hyperprior(tf.keras.Model):
             "mse": tf.reduce_mean(tf.math.squared_difference(x, x_hat)),
             "scales": self.scale_fn(tf.clip_by_value(index, 0, self.num_scales - 1))}
 
-  def loss_and_scalars(self, x, out):
+  def loss_and_scalars(self, x, out, step=None):  # step: unused, a constant loss
     """bpp + lmbda * distortion, and rate, distortion and PSNR to log."""
     x = tf.cast(x, tf.float32)
     x_hat = tf.clip_by_value(out["x_hat"], 0, 255)

@@ -367,7 +367,7 @@ class Imgcomp(tf.keras.Model):
             "mse": tf.reduce_mean(tf.math.squared_difference(tf.cast(x, tf.float32), x_hat)),
             "importance": importance}
 
-  def loss_and_scalars(self, x, out):
+  def loss_and_scalars(self, x, out, step=None):  # step: unused, a constant loss
     """The autoencoder's loss and what to log (rate, distortion, PSNR, MS-SSIM, centers)."""
     x = tf.cast(x, tf.float32)
     x_hat = tf.clip_by_value(out["x_hat"], 0.0, 255.0)

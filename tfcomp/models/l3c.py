@@ -271,7 +271,7 @@ class L3C(tf.keras.Model):
     return {"x_hat": x, "bits": total, "bits_per_scale": bits,
             "bpsp": tf.reduce_sum(total) / subpixels, "z": [v for v, _ in scales[1:]]}
 
-  def loss_and_scalars(self, x, out):
+  def loss_and_scalars(self, x, out, step=None):  # step: unused, a constant loss
     """The training loss (bits per subpixel) and the scalars to log: bpsp per scale."""
     subpixels = tf.cast(tf.reduce_prod(tf.shape(x)), tf.float32)
     scalars = {"loss": out["bpsp"], "bpsp": out["bpsp"]}

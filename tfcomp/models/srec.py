@@ -309,7 +309,7 @@ class SReC(tf.keras.Model):
     return {"x_hat": x, "bits": total, "bits_per_level": bits,
             "bpsp": tf.reduce_sum(total) / subpixels}
 
-  def loss_and_scalars(self, x, out):
+  def loss_and_scalars(self, x, out, step=None):  # step: unused, a constant loss
     """The training loss (bits per subpixel) and the bpsp of every part."""
     subpixels = tf.cast(tf.size(x), tf.float32)
     scalars = {"loss": out["bpsp"], "bpsp": out["bpsp"]}
