@@ -5,7 +5,7 @@ Usage:
   python tools/bench.py --mode lossy --images ../shared/datasets/kodak --out out/lossy
 
 With --benchmarks_md, the summary also replaces its section of BENCHMARKS.md (lossy runs
-copy their RD plots to docs/); with --update_manifest, the zoo models' figures go into
+copy their RD plots to docs/<out folder name>-<plot>.png); with --update_manifest, the zoo models' figures go into
 tfcomp/zoo/manifest.json, which `tfcomp models` shows.
 """
 import os
@@ -63,10 +63,13 @@ def main(argv):
     body += ["", result["markdown"]]
     if MODE.value == "lossy":
       os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
+      # Named after the run's folder: sections of other lossy runs keep their plots.
+      prefix = os.path.basename(os.path.normpath(OUT.value))
       for name in sorted(os.listdir(OUT.value)):
         if name.endswith(".png"):
-          shutil.copy(os.path.join(OUT.value, name), os.path.join(ROOT, "docs", name))
-          body += ["", f"![{name}](docs/{name})"]
+          shutil.copy(os.path.join(OUT.value, name),
+                      os.path.join(ROOT, "docs", f"{prefix}-{name}"))
+          body += ["", f"![{name}](docs/{prefix}-{name})"]
     benchmarks_md.update_section(SECTION.value, "\n".join(body))
 
 

@@ -53,6 +53,16 @@ def _hyperprior(version, quality, lmbda, made):
                   use=f"lossy for PSNR, rate point {quality} of 4 (what --lossy picks from)")
 
 
+def _hific(version, regime, target_bpp, made):
+  name = f"hific-small-{version}-{regime}"
+  return ZooEntry(name, "hific", False,
+                  f"HiFiC (Mentzer et al. 2020; config small-{regime}: the hyperprior's "
+                  f"transforms, CPU-sized), rate + MSE + LPIPS + conditional GAN, rate "
+                  f"target {target_bpp} bpp, {made}; 8-bit gray, RGB",
+                  functools.partial(_learned, name), curve=f"hific-small-{version}",
+                  use=f"lossy for perceptual quality (LPIPS), the {regime} rate")
+
+
 # Each learned lossless family's system and paper, for the zoo's descriptions.
 _LOSSLESS_PAPERS = {"srec": ("SReC", "Cao et al. 2020"), "l3c": ("L3C", "Mentzer et al. 2019")}
 
@@ -101,6 +111,10 @@ ENTRIES = (
     _imgcomp("v2", "a", 0.4, 11250),
     _imgcomp("v3", "b", 1.2, 25000),
     _imgcomp("v5", "c", 1.9, 33300, variant=" with three residual stacks"),
+    # The GAN stage on CPU: 1,400 steps of 8 x 128² crops from hyperprior-ms-v5-q1's
+    # weights (README: HiFiC), the last checkpoint of each run.
+    *(_hific("v1", regime, target, "1,400 CPU steps from hyperprior-ms-v5-q1")
+      for regime, target in (("lo", 0.14), ("mi", 0.30), ("hi", 0.45))),
 )
 
 # Models no longer shipped: {name: (replacement, why)}. Their files are refused by name.
