@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcomp import codecs, configs, io as tfcomp_io, lpips, models, testing
+from tfcomp import codecs, configs, io as tfcomp_io, lpips, models, testing, training
 
 import helpers
 
@@ -136,35 +136,36 @@ def test_files_decode_to_the_reconstruction_of_the_non_coded_path(tiny_codec, sh
   np.testing.assert_array_equal(decoded, tiny_codec.estimate(image)["x_hat"])
 
 
-def test_trains_in_two_stages_through_the_tool(tmp_path, standin_lpips):
-  """The first stage (beta = 0, no D), then the GAN stage warm-started from it: D starts
-  from its initial values, everything else from the first stage's weights."""
+def test_the_gan_stage_trains_through_the_tool_from_the_first_stage(tmp_path):
+  """The GAN stage warm-started from a first-stage model (beta = 0, no D): D starts from
+  its initial values, everything else from the first stage's weights."""
   train = helpers.tool("train")
   images = tmp_path / "images"
   images.mkdir()
   for i in range(2):
     tfcomp_io.write_png(str(images / f"{i}.png"), testing.smooth_image(80, 80, 3, seed=i))
-  config = tmp_path / "tiny.json"
-  config.write_text(json.dumps({**configs.load("hific", "small-lo"), **helpers.TINY_HIFIC,
-                                 "warmup_steps": 1}))
-  common = ["--model", "hific", "--config", str(config), "--train", str(images),
-            "--batch_size", "2", "--crop_size", "64", "--summary_every", "1"]
-  train.main(["train.py", *common, "--set", "beta=0", "--steps", "2",
-              "--logdir", str(tmp_path / "base")])
-  train.FLAGS.unparse_flags()
-  train.main(["train.py", *common, "--steps", "2", "--logdir", str(tmp_path / "gan"),
-              "--restore", str(tmp_path / "base" / "model.npz")])
-  _, base = models.load(str(tmp_path / "base" / "model.npz"))
+  config = {**configs.load("hific", "small-lo"), **helpers.TINY_HIFIC, "warmup_steps": 1}
+  (tmp_path / "tiny.json").write_text(json.dumps(config))
+  base = models.build("hific", {**config, "beta": 0.0})
+  models.build_variables(base)
+  assert base.discriminator is None
+  models.save(base, "hific", str(tmp_path / "base.npz"))
+  train.main(["train.py", "--model", "hific", "--config", str(tmp_path / "tiny.json"),
+              "--train", str(images), "--batch_size", "2", "--crop_size", "64",
+              "--steps", "1", "--logdir", str(tmp_path / "gan"),
+              "--restore", str(tmp_path / "base.npz")])
   _, gan = models.load(str(tmp_path / "gan" / "model.npz"))
-  assert base.discriminator is None and gan.discriminator is not None
-  assert gan.get_config()["beta"] == 0.15
+  assert gan.discriminator is not None and gan.get_config()["beta"] == 0.15
+  trained = training.named_weights(gan)
+  moved = [name for name, v in training.named_weights(base).items()
+           if not np.array_equal(v.numpy(), trained[name].numpy())]
+  assert moved  # one step of Adam moves the restored weights
   assert os.path.isdir(tmp_path / "gan" / "train")
 
 
 def test_a_trained_hyperprior_starts_a_hific_with_its_transforms(tmp_path, tiny_codec):
   """transforms="hyperprior": every weight but D's comes from a hyperprior of the same
   sizes (a frozen zoo one too), so the GAN stage starts from what it computes."""
-  from tfcomp import training  # pylint: disable=import-outside-toplevel
   source = helpers.tiny_lossy_codec(tmp_path / "hyperprior.npz").model
   model = _tiny(**helpers.TINY_LOSSY, transforms="hyperprior", kernel_parameter="variable")
   models.build_variables(model)
