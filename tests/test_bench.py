@@ -161,6 +161,15 @@ def test_refined_models_join_as_their_own_curves():
   assert "refined in 5 steps" in refined.library
 
 
+def test_efforts_add_each_adaptive_model_at_its_other_efforts():
+  chosen = bench.select_codecs(True, ["png"], ["srec-small-v5", "fixedpred-v1"], efforts=(1, 2))
+  assert [c.name for c in chosen] == ["png", "tfcomp:srec-small-v5", "tfcomp:fixedpred-v1",
+                                      "tfcomp:srec-small-v5+effort1"]
+  assert chosen[-1].effort == 1 and "effort 1" in chosen[-1].library
+  with pytest.raises(ValueError, match="effort must be one of"):
+    bench.select_codecs(True, ["png"], ["srec-small-v5"], efforts=(5,))
+
+
 def test_matched_rate_table_interpolates_classic_curves():
   extra = dict(quality=None, ms_ssim=None, encode_s=0.1, decode_s=0.1)
   summary = [dict(codec="jpeg", curve="jpeg", bpp=b, psnr=p, **extra)

@@ -118,6 +118,27 @@ def test_info_counts_the_tiles_stored_as_png(tmp_path, name):
     assert status == 0 and f"tiles: 1 ({png_tiles} stored as PNG)" in stdout, stdout
 
 
+def test_effort_picks_the_coders_adaptation_and_info_shows_it(tmp_path):
+  src = save(tmp_path / "in.png", testing.photo_mosaic(64, 80))
+  sizes = {}
+  for effort, line in ((1, "the model's distributions as they are (effort 1)"),
+                       (2, "online adaptation bias+scale (effort 2)")):
+    coded = tmp_path / f"e{effort}.tfc"
+    assert run_cli("compress", "--effort", str(effort), src, coded)[0] == 0
+    status, stdout, _ = run_cli("info", coded)
+    assert status == 0 and line in stdout, stdout
+    assert run_cli("decompress", coded, tmp_path / f"e{effort}.png")[0] == 0
+    np.testing.assert_array_equal(io.read_image(tmp_path / f"e{effort}.png"),
+                                  testing.photo_mosaic(64, 80))
+    sizes[effort] = os.path.getsize(coded)
+  # The default is effort 2.
+  assert run_cli("compress", src, tmp_path / "default.tfc")[0] == 0
+  assert os.path.getsize(tmp_path / "default.tfc") == sizes[2]
+  # An RGBA image's default model has no efforts: it is coded as usual.
+  rgba = save(tmp_path / "rgba.png", np.zeros((5, 6, 4), np.uint8))
+  assert run_cli("compress", "--effort", "1", rgba, tmp_path / "rgba.tfc")[0] == 0
+
+
 def _check_error(tmp_path, argv, message, output=None):
   before = set(os.listdir(tmp_path))
   status, stdout, stderr = run_cli(*argv)
@@ -232,7 +253,11 @@ def test_lossy_targets_pick_the_nearest_rate_point(tmp_path):
   assert status == 0 and f"({points[2][1]}; --lossy" in stdout
   for argv, message in ((["--quality", "0"], "[1, 100]"), (["--bpp", "-1"], "positive"),
                         (["--lossy", "--model", "fixedpred-v1"], "drop --model"),
-                        (["--bpp", "1", "--quality", "50"], "not both")):
+                        (["--bpp", "1", "--quality", "50"], "not both"),
+                        (["--lossy", "--effort", "2"], "not with --lossy"),
+                        (["--effort", "0"], "efforts are 1, 2"),
+                        (["--model", "fixedpred-v1", "--effort", "2"], "no effort levels"),
+                        (["--effort", "9"], "effort must be one of [1, 2]")):
     _check_error(tmp_path, ["compress", *argv, src, tmp_path / "z.tfc"], message)
 
 

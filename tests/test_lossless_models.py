@@ -56,8 +56,9 @@ def test_random_noise_round_trips(tiny_codec):
 
 
 def test_real_bits_within_two_percent_of_the_estimate(tiny_codec):
+  """The estimate is the model's cross-entropy: effort 1, without the coder's adaptation."""
   image = testing.smooth_image(96, 128, 3, seed=8)
-  real = 8 * len(tiny_codec.compress(image)[lossless.SECTION])
+  real = 8 * len(tiny_codec.compress(image, effort=1)[lossless.SECTION])
   estimate = tiny_codec.estimate(image)["bits"]
   assert abs(real - estimate) < 0.02 * estimate
 
@@ -100,6 +101,70 @@ def test_damaged_files_raise_a_clear_error(tiny_codec, damage):
     codecs.decompress(bytes(data), lambda _: tiny_codec)
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 3), (37, 23, 1), (9, 8, 3)])
+def test_every_effort_round_trips_and_records_its_adaptation(tiny_codec, shape):
+  image = testing.smooth_image(shape[0], shape[1], shape[2], seed=sum(shape) + 1)
+  assert tiny_codec.efforts == (1, 2) and tiny_codec.default_effort == 2
+  for effort, mode in ((1, lossless.MODEL), (2, lossless.ADAPTIVE + bytes([3]))):
+    data = codecs.compress(image, tiny_codec, effort=effort)
+    decoded, parsed = codecs.decompress(data, lambda _: tiny_codec)
+    np.testing.assert_array_equal(decoded, image)
+    assert lossless.tile_modes(parsed.sections, parsed.geometry) == [mode]
+    lines = codecs.describe(parsed.sections, parsed.geometry)
+    assert f"(effort {effort})" in lines[-1], lines
+  with pytest.raises(ValueError, match="effort must be one of"):
+    codecs.compress(image, tiny_codec, effort=3)
+
+
+def test_adaptation_pays_on_an_image_the_model_mispredicts(tiny_codec):
+  """A random tiny model is far off on a smooth image: the coder's adaptation learns
+  that as it goes, and its file is smaller than the model alone's."""
+  image = testing.smooth_image(96, 128, 3, seed=8)
+  alone = len(tiny_codec.compress(image, effort=1)[lossless.SECTION])
+  adapted = len(tiny_codec.compress(image, effort=2)[lossless.SECTION])
+  assert adapted < 0.98 * alone, (adapted, alone)
+
+
+def test_effort_constants_match_the_ops_flags():
+  from tfcomp import ops  # pylint: disable=import-outside-toplevel
+  assert lossless.EFFORT_ADAPTATION == {1: 0, 2: ops.MIXTURE_ADAPT_ALL}
+  assert set(lossless.ADAPTATION_NAMES) == {ops.MIXTURE_ADAPT_BIAS, ops.MIXTURE_ADAPT_SCALE,
+                                            ops.MIXTURE_ADAPT_ALL}
+
+
+@pytest.mark.parametrize("mode", [b"A", b"A\x00", b"A\x04", b"A\x03\x00", b"M\x03"])
+def test_damaged_adaptation_flags_raise_a_clear_error(tiny_codec, mode):
+  image = testing.smooth_image(24, 20, 3, seed=13)
+  parsed = container.read(codecs.compress(image, tiny_codec))
+  per_tile = 1 + tiny_codec.model.num_streams
+  chunks = container.unpack_chunks(parsed.sections[lossless.SECTION], per_tile)
+  assert chunks[0] == lossless.ADAPTIVE + bytes([3])
+  chunks[0] = mode
+  data = container.write(container.Container(
+      parsed.model, parsed.weights_hash, parsed.geometry,
+      {lossless.SECTION: container.pack_chunks(chunks),
+       codecs.PIXEL_CRC_SECTION: parsed.sections[codecs.PIXEL_CRC_SECTION]}))
+  with pytest.raises(container.FormatError, match="unknown mode"):
+    codecs.decompress(data, lambda _: tiny_codec)
+
+
+def test_other_adaptation_flags_never_give_a_wrong_image(tiny_codec):
+  """A tile decoded with other flags than it was coded with (a damaged flags byte that is
+  still valid) fails loudly: the stream or the pixel checksum disagrees."""
+  image = testing.smooth_image(24, 20, 3, seed=14)
+  parsed = container.read(codecs.compress(image, tiny_codec))
+  per_tile = 1 + tiny_codec.model.num_streams
+  chunks = container.unpack_chunks(parsed.sections[lossless.SECTION], per_tile)
+  for flags in (b"M", lossless.ADAPTIVE + bytes([1]), lossless.ADAPTIVE + bytes([2])):
+    chunks[0] = flags
+    data = container.write(container.Container(
+        parsed.model, parsed.weights_hash, parsed.geometry,
+        {lossless.SECTION: container.pack_chunks(chunks),
+         codecs.PIXEL_CRC_SECTION: parsed.sections[codecs.PIXEL_CRC_SECTION]}))
+    with pytest.raises(container.FormatError):
+      codecs.decompress(data, lambda _: tiny_codec)
+
+
 def test_unsupported_images_name_the_alternative(tiny_codec):
   for image in (np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4, 3), np.uint16)):
     with pytest.raises(codecs.UnsupportedImageError, match="fixedpred"):
@@ -126,7 +191,7 @@ def test_fallback_stores_flat_tiles_as_png_and_decodes_exactly(fallback_codec, m
   alone = lossless.LosslessModelCodec(fallback_codec.name, fallback_codec.weights_path,
                                       fallback=False)
   assert len(data) < len(codecs.compress(image, alone))
-  real = 8 * len(fallback_codec.compress(image)[lossless.SECTION])
+  real = 8 * len(fallback_codec.compress(image, effort=1)[lossless.SECTION])
   estimate = fallback_codec.estimate(image)["bits"]
   assert estimate < alone.estimate(image)["bits"]
   # 5%, not 2%: at 64-pixel tiles each model tile's framing and per-stream rANS overhead

@@ -141,6 +141,54 @@ def test_mixture_round_trip(shape, channels, components):
   np.testing.assert_array_equal(ops.mixture_decode(encoded, *params), symbols)
 
 
+@pytest.mark.parametrize("adaptation", [1, 2, 3])
+@pytest.mark.parametrize("shape,channels", [((1, 1), 3), ((7, 13), 3), ((37, 23), 1),
+                                            ((9,), 2), ((2, 3, 5), 3), ((0, 5), 3)])
+def test_mixture_round_trip_with_adaptation(shape, channels, adaptation):
+  rng = np.random.default_rng(sum(shape) + channels + adaptation)
+  params = testing.random_mixture_params(rng, shape, channels, 4)
+  symbols = rng.integers(0, 256, tuple(shape) + (channels,)).astype(np.int32)
+  encoded = ops.mixture_encode(symbols, *params, adaptation=adaptation)
+  np.testing.assert_array_equal(ops.mixture_decode(encoded, *params, adaptation=adaptation),
+                                symbols)
+
+
+def _biased_image_and_params(rng, height=48, width=64):
+  """Levels of a smooth image and mixture params that predict it off by a few levels
+  (too dark) with scales a third of the real spread: what adaptation should learn."""
+  image = testing.smooth_image(height, width, 3, seed=int(rng.integers(100))).astype(np.int32)
+  k = 2
+  centre = (image - 4) / 127.5 - 1  # too dark by 4 levels
+  noisy = np.clip(image + rng.integers(-3, 4, image.shape), 0, 255).astype(np.int32)
+  means = np.repeat(centre[..., None], k, -1).astype(np.float32)
+  log_scales = np.full(means.shape, np.log(0.4 / 127.5), np.float32)
+  logits = np.zeros(means.shape, np.float32)
+  coeffs = np.zeros((height, width, 3, k), np.float32)
+  return noisy, (logits, means, log_scales, coeffs)
+
+
+def test_mixture_adaptation_learns_a_biased_model():
+  symbols, params = _biased_image_and_params(np.random.default_rng(5))
+  sizes = {a: len(ops.mixture_encode(symbols, *params, adaptation=a).numpy())
+           for a in (0, 1, 2, 3)}
+  assert sizes[1] < 0.9 * sizes[0] and sizes[2] < 0.9 * sizes[0], sizes
+  assert sizes[3] < min(sizes[1], sizes[2]), sizes
+
+
+def test_mixture_decoded_with_other_adaptation_never_crashes():
+  """The flags are part of the stream's meaning: other flags give an error or other
+  levels (files carry a pixel checksum for that), never a crash."""
+  symbols, params = _biased_image_and_params(np.random.default_rng(6), 16, 20)
+  encoded = ops.mixture_encode(symbols, *params, adaptation=3)
+  for other in (0, 1, 2):
+    try:
+      decoded = ops.mixture_decode(encoded, *params, adaptation=other).numpy()
+    except tf.errors.InvalidArgumentError as e:
+      assert "corrupted" in str(e)
+    else:
+      assert not np.array_equal(decoded, symbols)
+
+
 @pytest.mark.parametrize("num_levels,x_min,x_max", [(25, -1, 1), (2, 0, 1), (4096, 0, 4095),
                                                     (256, 0, 255)])
 def test_mixture_other_level_grids(num_levels, x_min, x_max):
@@ -227,6 +275,10 @@ def test_coexists_with_tensorflow_compression_ops():
         np.random.default_rng(0), (1,), 3, 2)), "symbols must be"),
     (lambda c: ops.mixture_encode([[0]], [[[0.]]], [[[0.]]], [[[0.]]], np.zeros((1, 0, 1)),
                                   num_levels=1), "num_levels"),
+    (lambda c: ops.mixture_encode([[0]], [[[0.]]], [[[0.]]], [[[0.]]], np.zeros((1, 0, 1)),
+                                  adaptation=4), "adaptation must be"),
+    (lambda c: ops.mixture_decode(b"", [[[0.]]], [[[0.]]], [[[0.]]], np.zeros((1, 0, 1)),
+                                  adaptation=-1), "adaptation must be"),
 ])
 def test_invalid_arguments_raise_invalid_argument(call, message):
   cdf = ops.pmf_to_cdf([[0.5, 0.3, 0.0]]).numpy()  # escape symbol: frequency 1
@@ -272,9 +324,15 @@ def test_golden_bitstreams():
       "cdf": ops.cdf_encode(values[:500] % 20, table[indexes[:500]]).numpy(),
       "mixture": ops.mixture_encode(symbols, params[0], params[1], params[2],
                                     params[3][:, :3]).numpy(),
+      # 20 rows of 30 pixels, so that the adaptation's neighbours above count too.
+      "mixture-adaptive": ops.mixture_encode(
+          symbols.reshape(20, 30, 3), *[p.reshape((20, 30) + p.shape[1:]) for p in
+                                        (params[0], params[1], params[2], params[3][:, :3])],
+          adaptation=ops.MIXTURE_ADAPT_ALL).numpy(),
   }
   digests = {k: hashlib.sha256(v).hexdigest()[:16] for k, v in streams.items()}
   assert digests == GOLDEN, digests
 
 
-GOLDEN = {'table': 'a0d5a6815d9657fb', 'cdf': 'd21e00adf5314635', 'mixture': 'bcab7dd772a6739f'}
+GOLDEN = {'table': 'a0d5a6815d9657fb', 'cdf': 'd21e00adf5314635', 'mixture': 'bcab7dd772a6739f',
+          'mixture-adaptive': '360bf757014d5fcd'}

@@ -365,3 +365,18 @@ def test_hific_figure_compares_a_model_with_classic_codecs_at_its_rate(tmp_path)
                   "--images", "kodim99"])
   with pytest.raises(app.UsageError, match="at least one learned model"):
     _run(figure, ["hific_figure.py", "--dataset", samples, "--images", "kodim23-crop"])
+
+
+def test_bench_adaptation_measures_every_setting_and_decodes(tmp_path):
+  tool = helpers.tool("bench_adaptation")
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  io.write_png(str(folder / "a.png"), testing.photo_mosaic(40, 56))
+  results, datasets = tool.run([str(folder)], ["srec-small-v5"])
+  assert datasets == ["photos"]
+  per = results["srec-small-v5"]
+  assert sorted(per) == [0, 1, 2, 3]
+  bpsp = {a: per[a]["photos"][0] for a in per}
+  assert all(0 < b < 8 for b in bpsp.values()) and bpsp[3] < bpsp[0], bpsp
+  table = tool.markdown(results, datasets)
+  assert "| srec-small-v5 | bias + scale (effort 2) |" in table

@@ -8,7 +8,7 @@
 `main(argv)` is the command line shared by `tools/bench.py` and `tfcomp bench`:
 
     --mode lossless|lossy --images SPEC[,SPEC...] --out DIR [--codecs a,b] [--models m,n]
-    [--limit N] [--anchor CODEC] [--refine_steps N] [--manual_dir DIR]
+    [--limit N] [--anchor CODEC] [--refine_steps N] [--efforts 1,2] [--manual_dir DIR]
     [--lpips_weights PATH]
 
 It writes DIR/results.json (every record and the summaries), DIR/summary.md, and for lossy
@@ -79,29 +79,34 @@ def _measure(fn, *args):
 class _ZooAdapter:
   """A zoo model seen through the ClassicCodec interface (whole tfcomp files)."""
 
-  def __init__(self, name, refine_steps=0):
+  def __init__(self, name, refine_steps=0, effort=None):
     self.entry = zoo.get(name)
     self.refine_steps = refine_steps
-    suffix = f"+refine{refine_steps}" if refine_steps else ""
+    self.effort = effort
+    suffix = (f"+refine{refine_steps}" if refine_steps else "") + (
+        f"+effort{effort}" if effort is not None else "")
     self.name = f"tfcomp:{name}{suffix}"
     self.lossless = self.entry.lossless
     self.curve = f"tfcomp:{self.entry.curve or name}{suffix}"
     self.qualities = (None,)
     self.quality_name = ""
     self.library = self.entry.description + (
-        f"; latents refined in {refine_steps} steps at encoding" if refine_steps else "")
+        f"; latents refined in {refine_steps} steps at encoding" if refine_steps else "") + (
+        f"; effort {effort}" if effort is not None else "")
 
   def encode(self, image, quality):
     del quality
-    return codecs.compress(image, zoo.load(self.entry.name), refine_steps=self.refine_steps)
+    return codecs.compress(image, zoo.load(self.entry.name), refine_steps=self.refine_steps,
+                           effort=self.effort)
 
   def decode(self, data_bytes):
     return codecs.decompress(data_bytes, zoo.load)[0]
 
 
-def select_codecs(lossless, codec_names=None, model_names=None, refine_steps=0):
+def select_codecs(lossless, codec_names=None, model_names=None, refine_steps=0, efforts=()):
   """Classic codecs (default: all available) and zoo models (default: all) of one kind;
-  with refine_steps, each model that refines its latents also with that many steps."""
+  with refine_steps, each model that refines its latents also with that many steps; with
+  efforts, each model that has effort levels also at each of them but its default."""
   if codec_names is None:
     chosen = baselines.available(lossless)
   else:
@@ -115,6 +120,12 @@ def select_codecs(lossless, codec_names=None, model_names=None, refine_steps=0):
   if refine_steps:
     models += [_ZooAdapter(n, refine_steps) for n in model_names
                if zoo.load(n).refines]
+  for n in model_names if efforts else ():
+    codec = zoo.load(n)
+    for effort in efforts if codec.efforts else ():
+      codecs.check_effort(codec, effort)
+      if effort != codec.default_effort:
+        models.append(_ZooAdapter(n, effort=effort))
   return chosen + models
 
 
@@ -484,6 +495,9 @@ def _parser():
   p.add_argument("--refine_steps", type=int, default=0,
                  help="also code with the latents refined in this many steps (the models "
                  "that can; see `tfcomp compress --refine_steps`)")
+  p.add_argument("--efforts", default=None,
+                 help="comma-separated efforts: also code each model that has effort levels "
+                 "at each of them besides its default (see `tfcomp compress --effort`)")
   p.add_argument("--anchor", default="jpeg-420", help="BD-rate anchor curve (lossy)")
   p.add_argument("--manual_dir", default=None, help="TFDS manual directory")
   p.add_argument("--data_dir", default=None, help="TFDS data directory")
@@ -572,8 +586,12 @@ def main(argv=None):
   lpips_model, lpips_path = load_lpips(args.lpips_weights, args.mode)
   os.makedirs(args.out, exist_ok=True)
   lossless = args.mode == "lossless"
+  try:
+    efforts = tuple(int(e) for e in _split(args.efforts) or ())
+  except ValueError:
+    raise UsageError(f"--efforts must be comma-separated integers, got {args.efforts!r}") from None
   chosen = select_codecs(lossless, _split(args.codecs), _split(args.models),
-                         args.refine_steps)
+                         args.refine_steps, efforts)
   results = {"mode": args.mode, "command": argv, "datasets": {},
              "codecs": {c.name: {"encoder": c.library, "setting": c.quality_name}
                         for c in chosen}}

@@ -26,6 +26,8 @@ OUT = flags.DEFINE_string("out", None, "output directory")
 CODECS = flags.DEFINE_string("codecs", None, "classic codecs (default: all available)")
 MODELS = flags.DEFINE_string("models", None, "tfcomp zoo models (default: all of the mode)")
 LIMIT = flags.DEFINE_integer("limit", None, "images per spec")
+EFFORTS = flags.DEFINE_string("efforts", None, "also code each model that has effort levels "
+                              "at each of these (comma-separated) besides its default")
 REFINE_STEPS = flags.DEFINE_integer("refine_steps", None, "also code each model that can "
                                     "with its latents refined in this many steps")
 ANCHOR = flags.DEFINE_string("anchor", "jpeg-420", "BD-rate anchor")
@@ -44,7 +46,8 @@ def main(argv):
   if MODE.value == "lossy":
     args.append(f"--anchor={ANCHOR.value}")
   for name, flag in (("codecs", CODECS), ("models", MODELS), ("limit", LIMIT),
-                     ("refine_steps", REFINE_STEPS), ("manual_dir", MANUAL_DIR)):
+                     ("refine_steps", REFINE_STEPS), ("efforts", EFFORTS),
+                     ("manual_dir", MANUAL_DIR)):
     if flag.value is not None:
       args.append(f"--{name}={flag.value}")
   result = bench.main(args + ([f"--manifest={zoo.MANIFEST}"] if UPDATE_MANIFEST.value else []))

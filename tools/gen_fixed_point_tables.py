@@ -19,6 +19,8 @@ WEIGHT_BITS = 16
 LOG_SCALE_MIN = -8        # log-scales snapped to 1/32 on [-8, 8]
 LOG_SCALE_MAX = 8
 LOG_SCALE_STEPS = 32
+SCALE_STEPS_MAX = 30      # online scale correction: up to exp(+-30 / 32) (x0.39 .. x2.56)
+SCALE_RATIO_BITS = 12     # its ratio statistics in 1/4096
 
 
 def render():
@@ -31,6 +33,11 @@ def render():
           for i in range(WEIGHT_RANGE * WEIGHT_LOGIT_STEPS + 1)]
   inv_scale = [repr(math.exp(-(LOG_SCALE_MIN + i / LOG_SCALE_STEPS)))
                for i in range((LOG_SCALE_MAX - LOG_SCALE_MIN) * LOG_SCALE_STEPS + 1)]
+
+  # The boundaries between scale-correction steps j and j + 1 (log-scale steps of 1/32):
+  # ratio thresholds exp((j + 1/2) / 32) in 1/4096, j = -SCALE_STEPS_MAX .. SCALE_STEPS_MAX - 1.
+  step_bounds = [round(2**SCALE_RATIO_BITS * math.exp((j + 0.5) / LOG_SCALE_STEPS))
+                 for j in range(-SCALE_STEPS_MAX, SCALE_STEPS_MAX)]
 
   def rows(values, per_line=8):
     values = [str(v) for v in values]
@@ -55,6 +62,8 @@ constexpr int kWeightBits = {WEIGHT_BITS};
 constexpr int kLogScaleMin = {LOG_SCALE_MIN};
 constexpr int kLogScaleMax = {LOG_SCALE_MAX};
 constexpr int kLogScaleSteps = {LOG_SCALE_STEPS};
+constexpr int kScaleStepsMax = {SCALE_STEPS_MAX};
+constexpr int kScaleRatioBits = {SCALE_RATIO_BITS};
 
 // round(2^{SIGMOID_BITS} * sigmoid(-{SIGMOID_RANGE} + i / {SIGMOID_STEPS})), ends pinned to 0 and 2^{SIGMOID_BITS}
 constexpr int32_t kSigmoid[{len(sig)}] = {{
@@ -67,6 +76,11 @@ constexpr int32_t kExpNegLogit[{len(expw)}] = {{
 // exp(-({LOG_SCALE_MIN} + i / {LOG_SCALE_STEPS})), exactly representable doubles
 constexpr double kInvScale[{len(inv_scale)}] = {{
 {rows(inv_scale, 4)}}};
+
+// round(2^{SCALE_RATIO_BITS} * exp((j + 1/2) / {LOG_SCALE_STEPS})) for j = -{SCALE_STEPS_MAX} .. {SCALE_STEPS_MAX - 1}: a scale
+// ratio r (in 1/2^{SCALE_RATIO_BITS}) takes the log-scale step j + 1 once r >= entry j + {SCALE_STEPS_MAX}
+constexpr int32_t kScaleStepBounds[{len(step_bounds)}] = {{
+{rows(step_bounds)}}};
 
 }}  // namespace tables
 }}  // namespace tfcomp

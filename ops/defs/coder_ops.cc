@@ -217,7 +217,8 @@ cdf: [..., M + 1].
 #define TFCOMP_MIXTURE_ATTRS                 \
   Attr("num_levels: int = 256")              \
       .Attr("x_min: float = -1.0")           \
-      .Attr("x_max: float = 1.0")
+      .Attr("x_max: float = 1.0")           \
+      .Attr("adaptation: int = 0")
 
 REGISTER_OP("TfcompMixtureEncode")
     .Input("symbols: int32")
@@ -243,6 +244,8 @@ logit_weights: [..., C, K].
 means: [..., C, K].
 log_scales: [..., C, K].
 coeffs: [..., C*(C-1)/2, K] channel-autoregressive coefficients.
+adaptation: online adaptation flags, 1 (bias) | 2 (scale), 0 for none; rows for its
+  neighbours are the innermost pixel dimension when the pixels are [..., H, W].
 encoded: scalar string.
 )doc");
 

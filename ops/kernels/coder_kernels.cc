@@ -224,6 +224,7 @@ class MixtureOpBase : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_levels", &spec_.num_levels));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("x_min", &x_min));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("x_max", &x_max));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("adaptation", &spec_.adaptation));
     spec_.x_min = x_min;
     spec_.x_max = x_max;
   }
@@ -255,6 +256,8 @@ class MixtureOpBase : public OpKernel {
     }
     *pixels = w.shape();
     pixels->RemoveLastDims(2);
+    // Rows for the adaptation's neighbours: the innermost pixel dimension ([..., H, W]).
+    spec->width = pixels->dims() >= 2 ? pixels->dim_size(pixels->dims() - 1) : 0;
     TensorShape expected_c = *pixels;
     expected_c.AddDim(spec->channels * (spec->channels - 1) / 2);
     expected_c.AddDim(spec->components);

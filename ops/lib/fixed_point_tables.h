@@ -16,6 +16,8 @@ constexpr int kWeightBits = 16;
 constexpr int kLogScaleMin = -8;
 constexpr int kLogScaleMax = 8;
 constexpr int kLogScaleSteps = 32;
+constexpr int kScaleStepsMax = 30;
+constexpr int kScaleRatioBits = 12;
 
 // round(2^24 * sigmoid(-16 + i / 64)), ends pinned to 0 and 2^24
 constexpr int32_t kSigmoid[2050] = {
@@ -444,6 +446,18 @@ constexpr double kInvScale[513] = {
     0.00043074254057568753, 0.00041748998582873153, 0.0004046451693262645, 0.00039219554628132326,
     0.0003801289578694637, 0.0003684336193539422, 0.0003570981085762476, 0.0003461113548007411,
     0.00033546262790251185};
+
+// round(2^12 * exp((j + 1/2) / 32)) for j = -30 .. 29: a scale
+// ratio r (in 1/2^12) takes the log-scale step j + 1 once r >= entry j + 30
+constexpr int32_t kScaleStepBounds[60] = {
+    1629, 1681, 1734, 1789, 1846, 1905, 1965, 2028,
+    2092, 2158, 2227, 2298, 2371, 2446, 2523, 2604,
+    2686, 2771, 2859, 2950, 3044, 3141, 3240, 3343,
+    3449, 3559, 3672, 3788, 3908, 4032, 4161, 4293,
+    4429, 4569, 4714, 4864, 5019, 5178, 5342, 5512,
+    5687, 5867, 6053, 6246, 6444, 6648, 6860, 7077,
+    7302, 7534, 7773, 8020, 8274, 8537, 8808, 9087,
+    9376, 9673, 9981, 10297};
 
 }  // namespace tables
 }  // namespace tfcomp

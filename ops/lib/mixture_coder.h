@@ -16,11 +16,24 @@
 // conversion from float inputs uses IEEE single/double arithmetic in a fixed order without
 // fused multiply-adds, so encoder and decoder agree bit for bit on every machine. Every
 // level keeps a frequency of at least 1 out of 2^16, so any level is codable.
+//
+// Online adaptation (MixtureSpec::adaptation, off by default): as pixels are coded in
+// raster order (rows of `width` pixels), integer statistics that the encoder and decoder
+// update identically correct the network's distributions to the image at hand, as CALIC
+// and LOCO-I correct their predictors:
+//   * kAdaptBias: the mean error of the mixture's mean in the subpixel's context (the
+//     signs of the left and upper neighbours' errors and the predicted scale) shifts every
+//     component's mean;
+//   * kAdaptScale: the mean ratio of the (bias-corrected) absolute error to the one the
+//     mixture predicts, in the context of the neighbours' error activity and the predicted
+//     scale, moves every component's log-scale by steps of 1/32.
+// Everything is integer arithmetic on the snapped parameters, so any machine adapts alike.
 #ifndef TFCOMP_OPS_LIB_MIXTURE_CODER_H_
 #define TFCOMP_OPS_LIB_MIXTURE_CODER_H_
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace tfcomp {
 
@@ -29,12 +42,26 @@ constexpr int kMixtureMaxLevels = 4096;
 constexpr int kMixtureMaxComponents = 64;
 constexpr int kMixtureMaxChannels = 4;
 
+constexpr int kAdaptBias = 1;
+constexpr int kAdaptScale = 2;
+constexpr int kAdaptAll = kAdaptBias | kAdaptScale;
+
 struct MixtureSpec {
   int num_levels = 256;
   double x_min = -1.0;
   double x_max = 1.0;
   int channels = 3;
   int components = 10;
+  int adaptation = 0;  // kAdapt* flags
+  int64_t width = 0;   // pixels per row for the adaptation's neighbours; 0: one row
+};
+
+// What the adaptation decided, for tests: per subpixel in coding order, the mean shift (in
+// 1/256 level) and the log-scale step; and a digest of the final statistics.
+struct AdaptationTrace {
+  std::vector<int32_t> bias;
+  std::vector<int32_t> step;
+  uint64_t digest = 0;
 };
 
 struct MixtureParams {
@@ -53,13 +80,15 @@ bool MixtureSimdEnabled();
 
 // `symbols` is [num_pixels, channels] of levels in [0, num_levels).
 std::string MixtureEncode(const MixtureSpec& spec, const MixtureParams& params,
-                          const int32_t* symbols, int64_t num_pixels, std::string* out);
+                          const int32_t* symbols, int64_t num_pixels, std::string* out,
+                          AdaptationTrace* trace = nullptr);
 std::string MixtureDecode(const MixtureSpec& spec, const MixtureParams& params,
                           const char* data, size_t size, int64_t num_pixels,
-                          int32_t* symbols);
+                          int32_t* symbols, AdaptationTrace* trace = nullptr);
 
 // The quantized CDF the coder uses for one subpixel at levels 0..num_levels (inclusive), for
-// tests and for measuring the exact code length. `prev` holds the levels of channels < c.
+// tests and for measuring the exact code length, without adaptation. `prev` holds the levels
+// of channels < c.
 std::string MixtureCdf(const MixtureSpec& spec, const MixtureParams& params, int64_t pixel,
                        int channel, const int32_t* prev, int32_t* cdf);
 

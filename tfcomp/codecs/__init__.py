@@ -40,6 +40,8 @@ class Codec(abc.ABC):
   name = None
   lossless = True
   refines = False  # whether compress takes refine_steps (encoder-side latent fitting)
+  efforts = ()  # the effort levels compress(image, effort=N) takes, if any
+  default_effort = None  # the one compress uses without an effort
 
   @property
   @abc.abstractmethod
@@ -118,20 +120,39 @@ def check_refine_steps(codec, refine_steps):
                      "the hyperprior models)")
 
 
-def compress(image, codec, refine_steps=0):
+def check_effort(codec, effort):
+  """ValueError unless `effort` is None (the codec's default) or one of codec.efforts."""
+  if effort is None:
+    return
+  if not codec.efforts:
+    raise ValueError(f"model {codec.name} has no effort levels (efforts are for the learned "
+                     "lossless models, whose coder adapts)")
+  if effort not in codec.efforts:
+    raise ValueError(f"effort must be one of {list(codec.efforts)} for model {codec.name}, "
+                     f"got {effort}")
+
+
+def compress(image, codec, refine_steps=0, effort=None):
   """Codes `image` with `codec` into the bytes of a tfcomp file.
 
   refine_steps: for codecs that refine (`codec.refines`), optimization steps fitting the
   latents to this image before coding: slower encoding, fewer bits for the same quality,
   decoded like any other file of the model.
+  effort: for codecs with effort levels (`codec.efforts`), how much work coding does (None:
+  the codec's default); files of every effort decode alike.
   """
   check_refine_steps(codec, refine_steps)
+  check_effort(codec, effort)
   image = np.ascontiguousarray(image)
   geometry = geometry_of(image)
   codec.check_image(image)
+  kwargs = {}
+  if refine_steps:
+    kwargs["refine_steps"] = refine_steps
+  if effort is not None:
+    kwargs["effort"] = effort
   with _tf().device(ON_CPU):
-    sections = dict(codec.compress(image, refine_steps=refine_steps) if refine_steps
-                    else codec.compress(image))
+    sections = dict(codec.compress(image, **kwargs))
   if codec.lossless:
     sections[PIXEL_CRC_SECTION] = zlib.crc32(image.tobytes()).to_bytes(4, "little")
   return container.write(container.Container(codec.name, codec.weights_hash, geometry,

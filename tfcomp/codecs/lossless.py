@@ -16,9 +16,15 @@ Tiling and padding rules (fixed by the format, so decoders agree):
   * a tile the model codes worse than PNG does (screenshots, drawings, flat synthetic
     content: far from the photos the models learn from) is stored as PNG instead, so no
     tile costs much more than PNG would.
-Section "tiles" holds, per tile, a mode chunk (MODEL or PNG) and then `num_streams` chunks:
-the model's streams coarse to fine, or the PNG followed by empty chunks
-(container.pack_chunks).
+Section "tiles" holds, per tile, a mode chunk and then `num_streams` chunks: the model's
+streams coarse to fine, or the PNG followed by empty chunks (container.pack_chunks). The
+mode chunk is MODEL (the model's distributions as they are), ADAPTIVE followed by one byte
+of the mixture coder's online adaptation flags (tfcomp.ops.MIXTURE_ADAPT_*: the coder
+corrects the distributions to the tile as it codes it; see ops/lib/mixture_coder.h), or PNG.
+
+Efforts (`tfcomp compress --effort N`) choose how much work the encoder and decoder do, as
+JPEG XL's do: 1 codes through the model alone; 2, the default, adapts online (bias and
+scale), a few percent fewer bits for about a tenth more time.
 
 A served model (lossless_serving.Serving) codes an RGB image of one tile through the model
 alone: its strings are that MODEL tile's streams, which `pack_served` wraps into a file and
@@ -36,7 +42,12 @@ from tfcomp.codecs import learned
 
 TILE = 1024
 SECTION = "tiles"
-MODEL, PNG = b"M", b"P"  # a tile's mode chunk
+MODEL, ADAPTIVE, PNG = b"M", b"A", b"P"  # a tile's mode chunk (ADAPTIVE + a flags byte)
+# The mixture coder's adaptation flags of each effort (tfcomp.ops.MIXTURE_ADAPT_*, which
+# tests check against these: this module must not import TensorFlow).
+EFFORT_ADAPTATION = {1: 0, 2: 3}
+DEFAULT_EFFORT = 2
+ADAPTATION_NAMES = {1: "bias", 2: "scale", 3: "bias+scale"}
 PNG_LEVEL = 9
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -89,6 +100,10 @@ class LosslessModelCodec(learned.ModelCodec):
   def __init__(self, name, weights_path, fallback=True):
     super().__init__(name, weights_path)
     self.fallback = bool(fallback)
+    # Models whose coder adapts (tfcomp.ops.mixture_encode's `adaptation`) have efforts.
+    adaptive = getattr(self.model, "adaptive_coding", False)
+    self.efforts = tuple(sorted(EFFORT_ADAPTATION)) if adaptive else ()
+    self.default_effort = DEFAULT_EFFORT if adaptive else None
 
   def _tiles(self, image):
     """(height, width, tile, padded tile) of each tile of `image`, in raster order."""
@@ -96,16 +111,35 @@ class LosslessModelCodec(learned.ModelCodec):
       tile = image[top:top + h, left:left + w]
       yield h, w, tile, self.padded(tile)
 
-  def compress(self, image):
+  def compress(self, image, effort=None):
+    """Sections of `image`; `effort` (one of self.efforts, default DEFAULT_EFFORT for
+    models that have efforts) picks the coder's adaptation."""
+    adaptation = self.adaptation_of(effort)
+    mode = ADAPTIVE + bytes([adaptation]) if adaptation else MODEL
     chunks = []
     for h, w, tile, padded in self._tiles(image):
-      streams = [s.numpy() for s in self.model.compress(padded, h, w, image.shape[2])]
+      coded = (self.model.compress(padded, h, w, image.shape[2], adaptation=adaptation)
+               if adaptation else self.model.compress(padded, h, w, image.shape[2]))
+      streams = [s.numpy() for s in coded]
       png = png_tile(tile) if self.fallback else None
       if png is not None and len(png) < sum(len(s) for s in streams):
         chunks += [PNG, png] + [b""] * (len(streams) - 1)
       else:
-        chunks += [MODEL] + list(streams)
+        chunks += [mode] + list(streams)
     return {SECTION: container.pack_chunks(chunks)}
+
+  def adaptation_of(self, effort):
+    """The coder's adaptation flags at `effort` (None: the default); ValueError for an
+    effort this model does not have."""
+    if not self.efforts:
+      if effort is not None:
+        raise ValueError(f"model {self.name} has no effort levels (its coder does not adapt)")
+      return 0
+    effort = DEFAULT_EFFORT if effort is None else effort
+    if effort not in self.efforts:
+      raise ValueError(f"effort must be one of {list(self.efforts)} for model {self.name}, "
+                       f"got {effort}")
+    return EFFORT_ADAPTATION[effort]
 
   @functools.cached_property
   def serving(self):
@@ -136,12 +170,16 @@ class LosslessModelCodec(learned.ModelCodec):
         if any(streams[1:]):
           raise container.FormatError(f"PNG tile {i} carries model streams")
         image[top:top + h, left:left + w] = png_untile(streams[0], h, w, geometry.channels)
-      elif mode == MODEL:
-        levels = self.model.decompress(streams, learned.padded_size(h, w, block), h, w,
-                                       geometry.channels)
-        image[top:top + h, left:left + w] = np.asarray(levels)[0]
       else:
-        raise container.FormatError(f"tile {i} has unknown mode {bytes(mode)!r}")
+        adaptation = mode_adaptation(mode, i)
+        if adaptation and not self.efforts:
+          raise container.FormatError(f"tile {i} is coded with adaptation, which model "
+                                      f"{self.name}'s coder does not have")
+        padded = learned.padded_size(h, w, block)
+        levels = (self.model.decompress(streams, padded, h, w, geometry.channels,
+                                        adaptation=adaptation) if adaptation else
+                  self.model.decompress(streams, padded, h, w, geometry.channels))
+        image[top:top + h, left:left + w] = np.asarray(levels)[0]
     return image
 
   def estimate(self, image):
@@ -156,6 +194,17 @@ class LosslessModelCodec(learned.ModelCodec):
         tile_bits = min(tile_bits, 8.0 * len(png_tile(tile)))
       bits += tile_bits
     return {"bits": bits}
+
+
+def mode_adaptation(mode, index):
+  """The adaptation flags of a model tile's mode chunk (0 for MODEL); FormatError for a
+  chunk that is no model tile's mode."""
+  mode = bytes(mode)
+  if mode == MODEL:
+    return 0
+  if len(mode) == 2 and mode[:1] == ADAPTIVE and mode[1] in ADAPTATION_NAMES:
+    return mode[1]
+  raise container.FormatError(f"tile {index} has unknown mode {mode!r}")
 
 
 def tile_modes(sections, geometry):
@@ -174,9 +223,21 @@ def tile_modes(sections, geometry):
 
 
 def describe_tiles(sections, geometry):
-  """`tfcomp info`'s lines about a learned lossless file's tiles (see tile_modes)."""
+  """`tfcomp info`'s lines about a learned lossless file's tiles (see tile_modes): how
+  many are PNG, and which the coder adapted to, with what (the effort they were coded at)."""
   modes = tile_modes(sections, geometry)
-  return [f"tiles: {len(modes)} ({modes.count(PNG)} stored as PNG)"]
+  lines = [f"tiles: {len(modes)} ({modes.count(PNG)} stored as PNG)"]
+  adapted = {}
+  for i, mode in enumerate(modes):
+    if mode != PNG:
+      flags = mode_adaptation(mode, i)
+      adapted[flags] = adapted.get(flags, 0) + 1
+  for flags, count in sorted(adapted.items()):
+    efforts = [e for e, a in EFFORT_ADAPTATION.items() if a == flags]
+    what = (f"online adaptation {ADAPTATION_NAMES[flags]}" if flags else
+            "the model's distributions as they are")
+    lines.append(f"  {count} coded with {what} (effort {efforts[0] if efforts else '?'})")
+  return lines
 
 
 def pack_served(model, weights_hash, strings, image):

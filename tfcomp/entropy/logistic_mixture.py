@@ -130,15 +130,18 @@ class DiscretizedLogisticMixture:
       values.append(self.values(level))
     return tf.stack(levels, axis=-1)
 
-  def compress(self, x, logit_weights, means, log_scales, coeffs):
-    """Real stream (scalar string) for levels `x` [..., C]."""
+  def compress(self, x, logit_weights, means, log_scales, coeffs, adaptation=0):
+    """Real stream (scalar string) for levels `x` [..., C]; `adaptation`: the coder's
+    online adaptation flags (tfcomp.ops.MIXTURE_ADAPT_*), rows of x's second-last axis."""
     return ops.mixture_encode(x, logit_weights, means, log_scales, coeffs,
-                              num_levels=self.num_levels, x_min=self.x_min, x_max=self.x_max)
+                              num_levels=self.num_levels, x_min=self.x_min, x_max=self.x_max,
+                              adaptation=adaptation)
 
-  def decompress(self, encoded, logit_weights, means, log_scales, coeffs):
-    """Levels [..., C] from `compress`'s stream and the same parameters."""
+  def decompress(self, encoded, logit_weights, means, log_scales, coeffs, adaptation=0):
+    """Levels [..., C] from `compress`'s stream, the same parameters and adaptation."""
     return ops.mixture_decode(encoded, logit_weights, means, log_scales, coeffs,
-                              num_levels=self.num_levels, x_min=self.x_min, x_max=self.x_max)
+                              num_levels=self.num_levels, x_min=self.x_min, x_max=self.x_max,
+                              adaptation=adaptation)
 
 
 def num_params(channels, components):

@@ -86,6 +86,7 @@ class L3C(tf.keras.Model):
   """
 
   lossless = True  # which codec (tfcomp.codecs.lossless / lossy) carries it
+  adaptive_coding = True  # compress/decompress take the coder's `adaptation` flags
 
   def __init__(self, num_scales=3, num_features=64, num_blocks=8, latent_channels=5,
                num_centers=25, num_components=10, kernel_size=3, atrous_rates=(1, 2, 4),
@@ -309,8 +310,10 @@ class L3C(tf.keras.Model):
 
   # -- real bitstreams --------------------------------------------------------------------
 
-  def _code(self, scales_or_streams, padded_shape, height, width, channels, encode):
-    """Runs the coding loop; encode=True codes `scales` levels, else decodes streams.
+  def _code(self, scales_or_streams, padded_shape, height, width, channels, encode,
+            adaptation=0):
+    """Runs the coding loop; encode=True codes `scales` levels, else decodes streams;
+    `adaptation`: the mixture coder's online adaptation flags for every scale.
 
     Scale 0 is coded only inside [:height, :width] and for its first `channels` channels
     (1 for grayscale images, coded as R=G=B). TF ops only, with Python control flow over
@@ -337,18 +340,23 @@ class L3C(tf.keras.Model):
       if t == 0:
         params, target = self._coded_part(params, target, (height, width, channels))
       stream_index = top - t
+      # Adaptation's neighbours are pixels of rows: only the image scale's mixtures are laid
+      # out [1, h, w] (a latent scale's are [1, h, w, C], one channel per mixture).
+      adapt = adaptation if t == 0 else 0
       if encode:
         target = self._mixture_shape(t, target)
-        streams.append(self.mixtures[t].compress(target, *params))
+        streams.append(self.mixtures[t].compress(target, *params, adaptation=adapt))
         levels = scales_or_streams[t][1]
       else:
-        decoded = self.mixtures[t].decompress(streams[stream_index], *params)
+        decoded = self.mixtures[t].decompress(streams[stream_index], *params,
+                                              adaptation=adapt)
         levels = decoded if self._channel_ar(t) or t == 0 else decoded[..., 0]
     return streams if encode else levels
 
-  def compress(self, x, height=None, width=None, channels=3):
+  def compress(self, x, height=None, width=None, channels=3, adaptation=0):
     """Streams (scalar string tensors) of one padded image x [1, Hp, Wp, 3] (uint8
-    levels), coarse to fine.
+    levels), coarse to fine; `adaptation`: the coder's online adaptation
+    (tfcomp.ops.MIXTURE_ADAPT_*).
 
     Only x[:, :height, :width, :channels] is coded at full resolution; the rest is padding
     that shapes the auxiliary scales.
@@ -358,14 +366,17 @@ class L3C(tf.keras.Model):
     self._check_padded(hp, wp)
     scales = self.analyze(x)
     return self._code(scales, (hp, wp), hp if height is None else height,
-                      wp if width is None else width, channels, encode=True)
+                      wp if width is None else width, channels, encode=True,
+                      adaptation=adaptation)
 
-  def decompress(self, streams, padded_shape, height, width, channels=3):
-    """Levels int32 [1, height, width, channels] from `compress`'s streams."""
+  def decompress(self, streams, padded_shape, height, width, channels=3, adaptation=0):
+    """Levels int32 [1, height, width, channels] from `compress`'s streams (made with
+    the same `adaptation`)."""
     self._check_padded(*padded_shape)
     if len(streams) != self.num_streams:
       raise ValueError(f"expected {self.num_streams} streams, got {len(streams)}")
-    return self._code(streams, padded_shape, height, width, channels, encode=False)
+    return self._code(streams, padded_shape, height, width, channels, encode=False,
+                      adaptation=adaptation)
 
   def _ensure_built(self):
     # The coding step is a tf.function, which must not create the variables itself.

@@ -154,6 +154,7 @@ class SReC(tf.keras.Model):
   """
 
   lossless = True  # which codec (tfcomp.codecs.lossless / lossy) carries it
+  adaptive_coding = True  # compress/decompress take the coder's `adaptation` flags
 
   def __init__(self, num_levels=3, num_features=64, num_blocks=3, num_components=10,
                kernel_size=3, atrous_rates=(1, 2, 4), top_coder="uniform", **kwargs):
@@ -329,8 +330,9 @@ class SReC(tf.keras.Model):
     if not self.built:
       self(tf.zeros((1, 2 ** self.num_levels, 2 ** self.num_levels, 3), tf.uint8))
 
-  def _code(self, x_or_streams, height, width, channels, encode):
-    """The coding loop; encode=True codes image x's levels, else decodes the streams.
+  def _code(self, x_or_streams, height, width, channels, encode, adaptation=0):
+    """The coding loop; encode=True codes image x's levels, else decodes the streams;
+    `adaptation`: the mixture coder's online adaptation flags for every quarter.
 
     TF ops only, with Python control flow over the pyramid's levels: it runs eagerly for
     the codec and traces into a tf.function (tfcomp.codecs.lossless_serving.Serving, which
@@ -364,9 +366,10 @@ class SReC(tf.keras.Model):
         params = self.quarter_params(raw, inputs[0], size, channels)
         if encode:
           target = quarters_[i][:, :size[0], :size[1], :channels]
-          streams.append(self.mixture.compress(target, *params))
+          streams.append(self.mixture.compress(target, *params, adaptation=adaptation))
         else:
-          q = expand(self.mixture.decompress(streams[k + 1 + i], *params))
+          q = expand(self.mixture.decompress(streams[k + 1 + i], *params,
+                                             adaptation=adaptation))
           if i:  # TR and BL: positions past the image repeat the block's TL (pad_even)
             q = tf.pad(q, [[0, 0], [0, tf.shape(s)[1] - size[0]],
                            [0, tf.shape(s)[2] - size[1]], [0, 0]])
@@ -379,20 +382,21 @@ class SReC(tf.keras.Model):
         y = full[:, :sizes[level][0], :sizes[level][1]]
     return streams if encode else y[..., :channels]
 
-  def compress(self, x, height=None, width=None, channels=3):
+  def compress(self, x, height=None, width=None, channels=3, adaptation=0):
     """Streams (scalar string tensors) of one image x [1, H, W, 3] (uint8 levels), coarse
-    to fine."""
+    to fine; `adaptation`: the coder's online adaptation (tfcomp.ops.MIXTURE_ADAPT_*)."""
     del height, width  # SReC codes the image as it is
     x = tf.convert_to_tensor(x)
     shape = tf.shape(x)
-    return self._code(x, shape[1], shape[2], channels, encode=True)
+    return self._code(x, shape[1], shape[2], channels, encode=True, adaptation=adaptation)
 
-  def decompress(self, streams, padded_shape, height, width, channels=3):
-    """Levels int32 [1, height, width, channels] from `compress`'s streams."""
+  def decompress(self, streams, padded_shape, height, width, channels=3, adaptation=0):
+    """Levels int32 [1, height, width, channels] from `compress`'s streams (made with
+    the same `adaptation`)."""
     del padded_shape  # SReC codes the image as it is
     if len(streams) != self.num_streams:
       raise ValueError(f"expected {self.num_streams} streams, got {len(streams)}")
-    return self._code(streams, height, width, channels, encode=False)
+    return self._code(streams, height, width, channels, encode=False, adaptation=adaptation)
 
 
 def _fill_from(q, tl, size):

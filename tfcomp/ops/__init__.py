@@ -22,7 +22,7 @@ from tfcomp.ops._loader import OpsNotBuiltError, library_path, load
 __all__ = [
     "OpsNotBuiltError", "library_path", "table_encode", "table_decode", "cdf_encode",
     "cdf_decode", "cdf_decode_chunk", "CDF_DECODE_START", "pmf_to_cdf", "mixture_encode",
-    "mixture_decode", "exact_operands", "bias_add",
+    "mixture_decode", "MIXTURE_ADAPT_BIAS", "MIXTURE_ADAPT_SCALE", "MIXTURE_ADAPT_ALL", "exact_operands", "bias_add",
 ]
 
 
@@ -98,8 +98,14 @@ def pmf_to_cdf(pmf, precision=16):
   return load().tfcomp_pmf_to_cdf(_f32(pmf), precision=precision)
 
 
+# mixture_encode's adaptation flags (ops/lib/mixture_coder.h).
+MIXTURE_ADAPT_BIAS = 1
+MIXTURE_ADAPT_SCALE = 2
+MIXTURE_ADAPT_ALL = MIXTURE_ADAPT_BIAS | MIXTURE_ADAPT_SCALE
+
+
 def mixture_encode(symbols, logit_weights, means, log_scales, coeffs, num_levels=256,
-                   x_min=-1.0, x_max=1.0):
+                   x_min=-1.0, x_max=1.0, adaptation=0):
   """Encodes subpixels under discretized logistic mixtures (L3C, PixelCNN++).
 
   Level k stands for the value `x_min + k * (x_max - x_min) / (num_levels - 1)`.
@@ -114,21 +120,26 @@ def mixture_encode(symbols, logit_weights, means, log_scales, coeffs, num_levels
     num_levels: number of levels, 2 to 4096.
     x_min: value of level 0.
     x_max: value of the last level.
+    adaptation: online adaptation inside the coder (MIXTURE_ADAPT_* flags, 0 for none):
+      integer statistics of the errors so far, in contexts of the neighbouring pixels,
+      correct each distribution's mean (BIAS) and scale (SCALE). Pixels [..., H, W] are
+      coded in raster order with rows of W; the decoder must be given the same flags.
 
   Returns:
     A scalar string tensor.
   """
   return load().tfcomp_mixture_encode(_i32(symbols), _f32(logit_weights), _f32(means),
                                       _f32(log_scales), _f32(coeffs), num_levels=num_levels,
-                                      x_min=x_min, x_max=x_max)
+                                      x_min=x_min, x_max=x_max, adaptation=adaptation)
 
 
 def mixture_decode(encoded, logit_weights, means, log_scales, coeffs, num_levels=256,
-                   x_min=-1.0, x_max=1.0):
-  """Decodes `mixture_encode`'s output; returns int32 [..., C]."""
+                   x_min=-1.0, x_max=1.0, adaptation=0):
+  """Decodes `mixture_encode`'s output (made with the same `adaptation`); returns int32
+  [..., C]."""
   return load().tfcomp_mixture_decode(encoded, _f32(logit_weights), _f32(means),
                                       _f32(log_scales), _f32(coeffs), num_levels=num_levels,
-                                      x_min=x_min, x_max=x_max)
+                                      x_min=x_min, x_max=x_max, adaptation=adaptation)
 
 
 def exact_operands(x, kernel, bias, finest, room, activation_bits=11):
