@@ -105,7 +105,7 @@ def test_damaged_files_raise_a_clear_error(tiny_codec, damage):
 def test_every_effort_round_trips_and_records_its_adaptation(tiny_codec, shape):
   image = testing.smooth_image(shape[0], shape[1], shape[2], seed=sum(shape) + 1)
   assert tiny_codec.efforts == (1, 2) and tiny_codec.default_effort == 2
-  for effort, mode in ((1, lossless.MODEL), (2, lossless.ADAPTIVE + bytes([3]))):
+  for effort, mode in ((1, lossless.MODEL), (2, lossless.ADAPTIVE + bytes([7]))):
     data = codecs.compress(image, tiny_codec, effort=effort)
     decoded, parsed = codecs.decompress(data, lambda _: tiny_codec)
     np.testing.assert_array_equal(decoded, image)
@@ -128,17 +128,20 @@ def test_adaptation_pays_on_an_image_the_model_mispredicts(tiny_codec):
 def test_effort_constants_match_the_ops_flags():
   from tfcomp import ops  # pylint: disable=import-outside-toplevel
   assert lossless.EFFORT_ADAPTATION == {1: 0, 2: ops.MIXTURE_ADAPT_ALL}
-  assert set(lossless.ADAPTATION_NAMES) == {ops.MIXTURE_ADAPT_BIAS, ops.MIXTURE_ADAPT_SCALE,
-                                            ops.MIXTURE_ADAPT_ALL}
+  assert dict(lossless.ADAPTATION_PARTS) == {
+      ops.MIXTURE_ADAPT_BIAS: "bias", ops.MIXTURE_ADAPT_SCALE: "scale",
+      ops.MIXTURE_ADAPT_CALIBRATION: "calibration"}
+  assert list(lossless.ADAPTATION_FLAGS) == list(range(1, ops.MIXTURE_ADAPT_ALL + 1))
+  assert lossless.adaptation_name(5) == 'bias+calibration'
 
 
-@pytest.mark.parametrize("mode", [b"A", b"A\x00", b"A\x04", b"A\x03\x00", b"M\x03"])
+@pytest.mark.parametrize("mode", [b"A", b"A\x00", b"A\x08", b"A\x07\x00", b"M\x07"])
 def test_damaged_adaptation_flags_raise_a_clear_error(tiny_codec, mode):
   image = testing.smooth_image(24, 20, 3, seed=13)
   parsed = container.read(codecs.compress(image, tiny_codec))
   per_tile = 1 + tiny_codec.model.num_streams
   chunks = container.unpack_chunks(parsed.sections[lossless.SECTION], per_tile)
-  assert chunks[0] == lossless.ADAPTIVE + bytes([3])
+  assert chunks[0] == lossless.ADAPTIVE + bytes([7])
   chunks[0] = mode
   data = container.write(container.Container(
       parsed.model, parsed.weights_hash, parsed.geometry,
@@ -155,7 +158,7 @@ def test_other_adaptation_flags_never_give_a_wrong_image(tiny_codec):
   parsed = container.read(codecs.compress(image, tiny_codec))
   per_tile = 1 + tiny_codec.model.num_streams
   chunks = container.unpack_chunks(parsed.sections[lossless.SECTION], per_tile)
-  for flags in (b"M", lossless.ADAPTIVE + bytes([1]), lossless.ADAPTIVE + bytes([2])):
+  for flags in (b"M", lossless.ADAPTIVE + bytes([3]), lossless.ADAPTIVE + bytes([4])):
     chunks[0] = flags
     data = container.write(container.Container(
         parsed.model, parsed.weights_hash, parsed.geometry,

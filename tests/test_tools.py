@@ -375,8 +375,8 @@ def test_bench_adaptation_measures_every_setting_and_decodes(tmp_path):
   results, datasets = tool.run([str(folder)], ["srec-small-v5"])
   assert datasets == ["photos"]
   per = results["srec-small-v5"]
-  assert sorted(per) == [0, 1, 2, 3]
+  assert sorted(per) == [0, 1, 2, 3, 4, 7]
   bpsp = {a: per[a]["photos"][0] for a in per}
-  assert all(0 < b < 8 for b in bpsp.values()) and bpsp[3] < bpsp[0], bpsp
+  assert all(0 < b < 8 for b in bpsp.values()) and bpsp[7] < bpsp[0], bpsp
   table = tool.markdown(results, datasets)
-  assert "| srec-small-v5 | bias + scale (effort 2) |" in table
+  assert "| srec-small-v5 | bias + scale + calibration (effort 2) |" in table

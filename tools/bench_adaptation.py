@@ -5,7 +5,7 @@ Usage:
       [--models srec-small-v5,l3c-small-v3] [--limit N] [--benchmarks_md]
 
 For each learned lossless model whose coder adapts (tfcomp.ops.mixture_encode's
-`adaptation`) and each set of adaptations (none, bias, scale, bias + scale), every image is
+`adaptation`) and each set of adaptations (none, each alone, bias + scale, all), every image is
 coded tile by tile through the model (tfcomp.codecs.lossless's tiling, without its PNG
 fallback, so the model alone is measured), decoded and compared. Reports bits per subpixel
 from the streams' bytes per dataset, and encode / decode seconds per image of the first
@@ -34,7 +34,8 @@ flags.DEFINE_bool("benchmarks_md", False, "record the run in BENCHMARKS.md")
 flags.mark_flag_as_required("images")
 
 TITLE = "Online adaptation in the coder (tools/bench_adaptation.py)"
-SETTINGS = ((0, "none (effort 1)"), (1, "bias"), (2, "scale"), (3, "bias + scale (effort 2)"))
+SETTINGS = ((0, "none (effort 1)"), (1, "bias"), (2, "scale"), (4, "calibration"),
+            (3, "bias + scale"), (7, "bias + scale + calibration (effort 2)"))
 
 
 def code_image(codec, image, adaptation):
@@ -115,12 +116,14 @@ def main(argv):
     benchmarks_md.update_section(TITLE, "\n".join([
         f"`{command}` ({benchmarks_md.machine()}).", "",
         "Each model alone (no PNG fallback), every file decoded and compared. Bits per "
-        "subpixel over each set; seconds per image of the first set, the four settings of "
-        "an image run back to back. Bias: the mean error of the mixture's mean per context "
+        "subpixel over each set; seconds per image of the first set, the settings of an "
+        "image run back to back. Bias: the mean error of the mixture's mean per context "
         "(signs of the left and upper neighbours' errors, predicted scale) shifts the means. "
         "Scale: the mean ratio of the absolute error to the predicted one per context "
-        "(neighbours' error activity, predicted scale) steps the log-scales by 1/32. Both "
-        "are integer statistics updated as the coder goes (ops/lib/mixture_coder.cc).",
+        "(neighbours' error activity, predicted scale) steps the log-scales by 1/32. "
+        "Calibration: the CDF F becomes G(F), G piecewise linear through counts of where "
+        "the coded levels fell in F (32 bins per channel and predicted scale). All are "
+        "integer statistics updated as the coder goes (ops/lib/mixture_coder.cc).",
         "", table]))
 
 

@@ -292,9 +292,9 @@ void TestAdaptiveRoundTrip() {
       for (int K : {1, 5, 10}) {
         const AdaptiveImage im =
             MakeAdaptiveImage(rng, channels, K, shape.pixels, shape.width, 4, 2.0f);
-        size_t bytes[4];
-        tfcomp::AdaptationTrace trace[4];
-        for (int adaptation = 0; adaptation < 4; ++adaptation) {
+        size_t bytes[8];
+        tfcomp::AdaptationTrace trace[8];
+        for (int adaptation = 0; adaptation < 8; ++adaptation) {
           bytes[adaptation] = AdaptiveRoundTrip(im, adaptation, &trace[adaptation]).size();
         }
         if (shape.pixels * channels < 2000) continue;
@@ -303,7 +303,7 @@ void TestAdaptiveRoundTrip() {
           return static_cast<int64_t>(
               std::count_if(v.begin(), v.end(), [](int32_t e) { return e != 0; }));
         };
-        for (int adaptation = 1; adaptation < 4; ++adaptation) {
+        for (int adaptation = 1; adaptation < 8; ++adaptation) {
           const int64_t n = static_cast<int64_t>(trace[adaptation].bias.size());
           if (adaptation & tfcomp::kAdaptBias) EXPECT(nonzero(trace[adaptation].bias) > n / 4);
           if (adaptation & tfcomp::kAdaptScale) EXPECT(nonzero(trace[adaptation].step) > n / 4);
@@ -321,6 +321,8 @@ void TestAdaptiveRoundTrip() {
         EXPECT(bytes[3] < bytes[0]);
         EXPECT(bytes[1] < bytes[0]);
         EXPECT(bytes[3] < bytes[2]);
+        EXPECT(bytes[4] < bytes[0]);
+        EXPECT(bytes[7] < bytes[0]);
       }
     }
   }
@@ -366,9 +368,9 @@ void TestAdaptationDirection() {
                           Case{0, 2.0f, -64, 64, 14, 30}, Case{0, 0.5f, -64, 64, -30, -14}}) {
       const AdaptiveImage im = MakeAdaptiveImage(rng, channels, 1, 64 * 80, 80, t.offset,
                                                  t.scale_factor, false, 0.0f, 0.2f);
-      size_t bytes[4];
+      size_t bytes[8];
       tfcomp::AdaptationTrace trace;
-      for (int adaptation = 0; adaptation < 4; ++adaptation) {
+      for (int adaptation = 0; adaptation < 8; ++adaptation) {
         bytes[adaptation] = AdaptiveRoundTrip(im, adaptation, &trace).size();
       }
       const double bias = LateMean(trace.bias), step = LateMean(trace.step);
@@ -437,13 +439,13 @@ void TestAdaptiveBadStreams() {
     return std::all_of(y.begin(), y.end(), [low](int32_t v) { return v >= low && v < 256; });
   };
   std::vector<int32_t> y(x.size());
-  for (int adaptation = 0; adaptation < 4; ++adaptation) {
+  for (int adaptation : {0, 3, 4, 7}) {
     tfcomp::MixtureSpec spec = im.spec;
     spec.adaptation = adaptation;
     std::string out;
     EXPECT(tfcomp::MixtureEncode(spec, params, x.data(), n, &out).empty());
     // Another adaptation, or other rows.
-    for (int other = 0; other < 4; ++other) {
+    for (int other : {0, 1, 3, 4, 7}) {
       for (int64_t width : {int64_t{23}, int64_t{0}, int64_t{1}, int64_t{24}}) {
         if (other == adaptation && width == 23) continue;
         tfcomp::MixtureSpec wrong = spec;
@@ -456,8 +458,12 @@ void TestAdaptiveBadStreams() {
         EXPECT(in_range(y, error.empty() ? 0 : -1));
         EXPECT(trace.bias.size() <= y.size());
         // A different model does not give back the coded levels without an error (the
-        // rows only matter with adaptation).
-        if (other != 0 || adaptation != 0) EXPECT(!error.empty() || y != x);
+        // rows only matter to the bias and scale statistics: calibration's contexts have
+        // no neighbours).
+        const bool same = other == adaptation && (adaptation & tfcomp::kAdaptCalibration
+                                                      ? !(adaptation & ~tfcomp::kAdaptCalibration)
+                                                      : adaptation == 0);
+        if (!same) EXPECT(!error.empty() || y != x);
       }
     }
     if (adaptation == 0) continue;
@@ -502,11 +508,11 @@ void TestAdaptiveBadStreams() {
 
 void TestAdaptiveSpecValidation() {
   tfcomp::MixtureSpec spec;
-  for (int adaptation : {0, 1, 2, 3}) {
+  for (int adaptation : {0, 1, 2, 3, 4, 5, 6, 7}) {
     spec.adaptation = adaptation;
     EXPECT(tfcomp::ValidateMixtureSpec(spec).empty());
   }
-  for (int adaptation : {4, -1, 7, 1 << 30}) {
+  for (int adaptation : {8, -1, 15, 1 << 30}) {
     spec.adaptation = adaptation;
     const std::string error = tfcomp::ValidateMixtureSpec(spec);
     EXPECT(!error.empty());
@@ -532,7 +538,7 @@ void TestAdaptiveSpecValidation() {
   EXPECT(!tfcomp::MixtureDecode(spec, tfcomp::MixtureParams{}, out.data(), out.size(), 1,
                                 &decoded).empty());
   spec.width = 0;
-  spec.adaptation = 4;
+  spec.adaptation = 8;
   EXPECT(!tfcomp::MixtureEncode(spec, tfcomp::MixtureParams{}, &level, 1, &out).empty());
   EXPECT(out.empty());
 }

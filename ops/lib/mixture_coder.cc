@@ -512,6 +512,12 @@ class Adapter {
   static constexpr int kSignContexts = 9;     // left and upper errors: -, 0, +
   static constexpr int kActivityContexts = 6;
   static constexpr int32_t kRatioOne = int32_t{1} << tables::kScaleRatioBits;
+  // Calibration: kCalibrationBins bins of F in [0, 1), each starting at kCalibrationPrior
+  // counts; counts are halved (rounding up) once a context's total reaches the maximum.
+  static constexpr int kCalibrationBins = 32;
+  static constexpr int kCalibrationBinShift = 24 - 5;  // F in 1/2^24, 2^5 bins
+  static constexpr int32_t kCalibrationPrior = 2;
+  static constexpr int32_t kCalibrationMaxTotal = 8192;
 
   Adapter(const MixtureSpec& spec, int64_t num_pixels, AdaptationTrace* trace)
       : flags_(spec.adaptation),
@@ -522,13 +528,23 @@ class Adapter {
         errors_(static_cast<size_t>(2 * width_ * spec.channels), 0),
         bias_(static_cast<size_t>(spec.channels * kSignContexts * kScaleBuckets)),
         ratio_(static_cast<size_t>(spec.channels * kActivityContexts * kScaleBuckets)),
-        trace_(trace) {}
+        counts_(static_cast<size_t>(spec.channels * kScaleBuckets * kCalibrationBins),
+                kCalibrationPrior),
+        cumulative_(static_cast<size_t>(spec.channels * kScaleBuckets * (kCalibrationBins + 1))),
+        trace_(trace) {
+    for (int ctx = 0; ctx < spec.channels * kScaleBuckets; ++ctx) Accumulate(ctx);
+  }
+
+  bool calibrates() const { return flags_ & kAdaptCalibration; }
 
   // `mean` and `scale`: the mixture's mean and mean scale, and `deviation`, its predicted
   // mean absolute deviation from that mean, all in 1/256 level. Returns the shift of the
   // means (1/256 level) and the step of the log-scales (1/32).
+  // With calibration, *calibration is its cumulative counts (kCalibrationBins + 1 entries,
+  // from 0 to the total), else nullptr.
   TFCOMP_INLINE void Predict(int64_t pixel, int c, int64_t mean, int64_t scale,
-                             int64_t deviation, int32_t* bias, int* step) {
+                             int64_t deviation, int32_t* bias, int* step,
+                             const int32_t** calibration) {
     const int64_t y = pixel / width_, x = pixel - y * width_;
     const int32_t* row = &errors_[((y & 1) * channels_ + c) * width_];
     const int32_t* above = &errors_[((~y & 1) * channels_ + c) * width_];
@@ -549,6 +565,9 @@ class Adapter {
     int bucket = 0;
     for (int64_t t : {30, 48, 72, 108, 162}) bucket += activity > t * scale;
     ratio_index_ = (c * kActivityContexts + bucket) * kScaleBuckets + scale_bucket;
+    calibration_index_ = c * kScaleBuckets + scale_bucket;
+    *calibration = calibrates() ? &cumulative_[calibration_index_ * (kCalibrationBins + 1)]
+                                : nullptr;
     const Stat& b = bias_[bias_index_];
     *bias = (flags_ & kAdaptBias) ? static_cast<int32_t>(b.sum / (b.count + kBiasPrior)) : 0;
     *step = 0;
@@ -584,6 +603,22 @@ class Adapter {
                                                  16 * kRatioOne));
   }
 
+  // Learns where the level fell in the distribution: `pit`, the mean of the corrected but
+  // uncalibrated CDF at the level's two edges, in 1/2^24.
+  TFCOMP_INLINE void Calibrate(int64_t pit) {
+    const int bin = static_cast<int>(
+        std::clamp<int64_t>(pit >> kCalibrationBinShift, 0, kCalibrationBins - 1));
+    int32_t* counts = &counts_[calibration_index_ * kCalibrationBins];
+    ++counts[bin];
+    int32_t* cumulative = &cumulative_[calibration_index_ * (kCalibrationBins + 1)];
+    if (cumulative[kCalibrationBins] + 1 >= kCalibrationMaxTotal) {
+      for (int b = 0; b < kCalibrationBins; ++b) counts[b] = (counts[b] + 1) / 2;
+      Accumulate(calibration_index_);
+    } else {
+      for (int b = bin + 1; b <= kCalibrationBins; ++b) ++cumulative[b];
+    }
+  }
+
   // FNV-1a over every statistic: equal states give equal digests.
   uint64_t Digest() const {
     uint64_t h = 1469598103934665603ull;
@@ -593,6 +628,7 @@ class Adapter {
     };
     for (const Stat& s : bias_) mix(s.sum), mix(s.count);
     for (const Stat& s : ratio_) mix(s.sum), mix(s.count);
+    for (int32_t n : counts_) mix(n);
     for (int32_t e : errors_) mix(e);
     return h;
   }
@@ -602,6 +638,13 @@ class Adapter {
     int64_t sum = 0;
     int32_t count = 0;
   };
+  void Accumulate(int ctx) {
+    const int32_t* counts = &counts_[ctx * kCalibrationBins];
+    int32_t* cumulative = &cumulative_[ctx * (kCalibrationBins + 1)];
+    cumulative[0] = 0;
+    for (int b = 0; b < kCalibrationBins; ++b) cumulative[b + 1] = cumulative[b] + counts[b];
+  }
+
   static TFCOMP_INLINE void Add(Stat* s, int64_t value) {
     s->sum += value;
     if (++s->count >= kMaxCount) {  // halves toward zero, as C++ division does
@@ -614,9 +657,11 @@ class Adapter {
   const int64_t width_;
   std::vector<int32_t> errors_;  // [2 rows][channel][width]: errors in 1/256 level
   std::vector<Stat> bias_, ratio_;
+  std::vector<int32_t> counts_;      // [channel][scale bucket][bin]
+  std::vector<int32_t> cumulative_;  // [channel][scale bucket][bin + 1], from 0
   AdaptationTrace* trace_;
   int64_t pixel_x_ = 0, mean_ = 0, deviation_ = 1;
-  int row_ = 0, channel_ = 0, bias_index_ = 0, ratio_index_ = 0;
+  int row_ = 0, channel_ = 0, bias_index_ = 0, ratio_index_ = 0, calibration_index_ = 0;
   int32_t bias_value_ = 0;
 };
 
@@ -634,6 +679,7 @@ class SubpixelModel {
   TFCOMP_INLINE void Prepare(const ChunkParams& chunk, int64_t p, int c, const int32_t* prev,
                              Adapter* adapter = nullptr, int64_t pixel = 0) {
     n_ = chunk.padded();
+    calibration_ = nullptr;
     weight_ = chunk.weight(p, c);
     inv_ = chunk.inv_scale(p, c);
     limit_ = chunk.limit(p, c);
@@ -681,7 +727,7 @@ class SubpixelModel {
     const int64_t deviation = (scale * 5678) >> 12;
     int32_t bias;
     int step;
-    adapter->Predict(pixel, c, mean, scale, deviation, &bias, &step);
+    adapter->Predict(pixel, c, mean, scale, deviation, &bias, &step, &calibration_);
     const int32_t half = 1 << (kMeanFracBits - 1);
     for (int i = 0; i < n_; ++i) m_[i] = std::clamp(m_[i] + bias, lo + half, hi + half);
     if (step == 0) return;
@@ -719,6 +765,23 @@ class SubpixelModel {
     }
     *lo = k <= 0 ? 0 : Scale(g_lo, k);
     *hi = k + 1 >= spec_.num_levels ? 1u << kMixturePrecision : Scale(g_hi, k + 1);
+  }
+
+  // Where level k fell in the corrected, uncalibrated distribution, for the calibration's
+  // statistics: the mean of its CDF at the level's two edges, in 1/2^24.
+  TFCOMP_INLINE int64_t Pit(int64_t k) const {
+    uint64_t g_lo, g_hi;
+    const int32_t edge = static_cast<int32_t>(k << kMeanFracBits);
+    if (kAvx2) {
+      SumSigmoidPairAvx2(edge, m_, inv_, limit_, weight_, n_, &g_lo, &g_hi);
+    } else {
+      SumSigmoidPairScalar(edge, m_, inv_, limit_, weight_, n_, &g_lo, &g_hi);
+    }
+    constexpr int kTo24 = tables::kWeightBits + tables::kSigmoidBits - 24;
+    const int64_t lo = k <= 0 ? 0 : static_cast<int64_t>(g_lo >> kTo24);
+    const int64_t hi = k + 1 >= spec_.num_levels ? int64_t{1} << 24
+                                                 : static_cast<int64_t>(g_hi >> kTo24);
+    return (lo + hi) / 2;
   }
 
   // The level k with Cdf(k) <= slot < Cdf(k + 1), and those two values. The search starts
@@ -762,10 +825,24 @@ class SubpixelModel {
   }
 
  private:
-  // Every level keeps frequency >= 1: floor(F * (2^16 - L)) + k.
+  // Every level keeps frequency >= 1: floor(F * (2^16 - L)) + k, with F = G(F) under
+  // calibration (G piecewise linear through the cumulative counts, in 1/2^24: G(0) = 0,
+  // G(1) = 1, non-decreasing, so the CDF stays strictly increasing).
   inline uint32_t Scale(uint64_t g, int64_t k) const {
-    return static_cast<uint32_t>(((g * spare_) >> (tables::kWeightBits + tables::kSigmoidBits)) +
-                                 k);
+    if (calibration_ == nullptr) {
+      return static_cast<uint32_t>(
+          ((g * spare_) >> (tables::kWeightBits + tables::kSigmoidBits)) + k);
+    }
+    constexpr int kTo24 = tables::kWeightBits + tables::kSigmoidBits - 24;
+    constexpr int kShift = Adapter::kCalibrationBinShift;
+    const int64_t f = static_cast<int64_t>(g >> kTo24);
+    const int64_t bin = std::min<int64_t>(f >> kShift, Adapter::kCalibrationBins - 1);
+    const int64_t below = calibration_[bin], in_bin = calibration_[bin + 1] - below;
+    const int64_t total = calibration_[Adapter::kCalibrationBins];
+    // (below + in_bin * fraction of the bin) / total, in 1/2^24: < 2^39 before the division.
+    const int64_t mapped =
+        (((below << kShift) + in_bin * (f - (bin << kShift))) << (24 - kShift)) / total;
+    return static_cast<uint32_t>(((static_cast<uint64_t>(mapped) * spare_) >> 24) + k);
   }
 
   const MixtureSpec& spec_;
@@ -773,6 +850,7 @@ class SubpixelModel {
   const int32_t* weight_ = nullptr;
   const int32_t* inv_ = nullptr;
   const int32_t* limit_ = nullptr;
+  const int32_t* calibration_ = nullptr;  // the adapter's cumulative counts, or nullptr
   alignas(32) int32_t m_[kMixtureMaxComponents];
   alignas(32) int32_t inv_local_[kMixtureMaxComponents];
   alignas(32) int32_t limit_local_[kMixtureMaxComponents];
@@ -803,8 +881,8 @@ std::string ValidateMixtureSpec(const MixtureSpec& s) {
     return "components must be in [1, 64], got " + Str(s.components);
   }
   if (s.adaptation < 0 || s.adaptation > kAdaptAll) {
-    return "adaptation must be a combination of the flags 1 (bias) and 2 (scale), got " +
-           Str(s.adaptation);
+    return "adaptation must be a combination of the flags 1 (bias), 2 (scale) and 4 "
+           "(calibration), got " + Str(s.adaptation);
   }
   if (s.width < 0) return "width must be >= 0, got " + Str(s.width);
   return "";
@@ -862,6 +940,7 @@ TFCOMP_INLINE bool EncodeAdaptiveLoop(const MixtureSpec& spec, const MixturePara
         uint32_t* interval = &intervals[2 * ((first + p) * C + c)];
         model.Interval(pixel[c], &interval[0], &interval[1]);
         adapter.Update(pixel[c]);
+        if (adapter.calibrates()) adapter.Calibrate(model.Pit(pixel[c]));
       }
     }
   }
@@ -901,7 +980,10 @@ TFCOMP_INLINE std::string DecodeLoop(const MixtureSpec& spec, const MixtureParam
           return "corrupted or truncated stream: it ended after " + Str(i) + " of " +
                  Str(num_pixels * C) + " subpixels";
         }
-        if (adapt) adapt->Update(pixel[c]);
+        if (adapt) {
+          adapt->Update(pixel[c]);
+          if (adapt->calibrates()) adapt->Calibrate(model.Pit(pixel[c]));
+        }
       }
     }
   }

@@ -26,7 +26,11 @@
 //     component's mean;
 //   * kAdaptScale: the mean ratio of the (bias-corrected) absolute error to the one the
 //     mixture predicts, in the context of the neighbours' error activity and the predicted
-//     scale, moves every component's log-scale by steps of 1/32.
+//     scale, moves every component's log-scale by steps of 1/32;
+//   * kAdaptCalibration: the (corrected) CDF F goes through a piecewise-linear map G learnt
+//     from where the coded levels fell, F(level) and F(level + 1) averaged, in 32 bins per
+//     context (channel, predicted scale): the CDF becomes G(F), which corrects the shape of
+//     the distributions (secondary estimation, in the way of context-mixing coders).
 // Everything is integer arithmetic on the snapped parameters, so any machine adapts alike.
 #ifndef TFCOMP_OPS_LIB_MIXTURE_CODER_H_
 #define TFCOMP_OPS_LIB_MIXTURE_CODER_H_
@@ -44,7 +48,8 @@ constexpr int kMixtureMaxChannels = 4;
 
 constexpr int kAdaptBias = 1;
 constexpr int kAdaptScale = 2;
-constexpr int kAdaptAll = kAdaptBias | kAdaptScale;
+constexpr int kAdaptCalibration = 4;
+constexpr int kAdaptAll = kAdaptBias | kAdaptScale | kAdaptCalibration;
 
 struct MixtureSpec {
   int num_levels = 256;

@@ -23,8 +23,8 @@ of the mixture coder's online adaptation flags (tfcomp.ops.MIXTURE_ADAPT_*: the 
 corrects the distributions to the tile as it codes it; see ops/lib/mixture_coder.h), or PNG.
 
 Efforts (`tfcomp compress --effort N`) choose how much work the encoder and decoder do, as
-JPEG XL's do: 1 codes through the model alone; 2, the default, adapts online (bias and
-scale), a few percent fewer bits for about a tenth more time.
+JPEG XL's do: 1 codes through the model alone; 2, the default, adapts online (bias, scale
+and calibration), a few percent fewer bits for a little more time.
 
 A served model (lossless_serving.Serving) codes an RGB image of one tile through the model
 alone: its strings are that MODEL tile's streams, which `pack_served` wraps into a file and
@@ -45,9 +45,15 @@ SECTION = "tiles"
 MODEL, ADAPTIVE, PNG = b"M", b"A", b"P"  # a tile's mode chunk (ADAPTIVE + a flags byte)
 # The mixture coder's adaptation flags of each effort (tfcomp.ops.MIXTURE_ADAPT_*, which
 # tests check against these: this module must not import TensorFlow).
-EFFORT_ADAPTATION = {1: 0, 2: 3}
+EFFORT_ADAPTATION = {1: 0, 2: 7}
 DEFAULT_EFFORT = 2
-ADAPTATION_NAMES = {1: "bias", 2: "scale", 3: "bias+scale"}
+ADAPTATION_PARTS = ((1, "bias"), (2, "scale"), (4, "calibration"))
+ADAPTATION_FLAGS = range(1, 8)  # the flags an ADAPTIVE tile may carry
+
+
+def adaptation_name(flags):
+  """'bias+scale+calibration' for flags 7, ...; 'none' for 0."""
+  return "+".join(name for bit, name in ADAPTATION_PARTS if flags & bit) or "none"
 PNG_LEVEL = 9
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -202,7 +208,7 @@ def mode_adaptation(mode, index):
   mode = bytes(mode)
   if mode == MODEL:
     return 0
-  if len(mode) == 2 and mode[:1] == ADAPTIVE and mode[1] in ADAPTATION_NAMES:
+  if len(mode) == 2 and mode[:1] == ADAPTIVE and mode[1] in ADAPTATION_FLAGS:
     return mode[1]
   raise container.FormatError(f"tile {index} has unknown mode {mode!r}")
 
@@ -234,7 +240,7 @@ def describe_tiles(sections, geometry):
       adapted[flags] = adapted.get(flags, 0) + 1
   for flags, count in sorted(adapted.items()):
     efforts = [e for e, a in EFFORT_ADAPTATION.items() if a == flags]
-    what = (f"online adaptation {ADAPTATION_NAMES[flags]}" if flags else
+    what = (f"online adaptation {adaptation_name(flags)}" if flags else
             "the model's distributions as they are")
     lines.append(f"  {count} coded with {what} (effort {efforts[0] if efforts else '?'})")
   return lines

@@ -22,7 +22,8 @@ from tfcomp.ops._loader import OpsNotBuiltError, library_path, load
 __all__ = [
     "OpsNotBuiltError", "library_path", "table_encode", "table_decode", "cdf_encode",
     "cdf_decode", "cdf_decode_chunk", "CDF_DECODE_START", "pmf_to_cdf", "mixture_encode",
-    "mixture_decode", "MIXTURE_ADAPT_BIAS", "MIXTURE_ADAPT_SCALE", "MIXTURE_ADAPT_ALL", "exact_operands", "bias_add",
+    "mixture_decode", "MIXTURE_ADAPT_BIAS", "MIXTURE_ADAPT_SCALE",
+    "MIXTURE_ADAPT_CALIBRATION", "MIXTURE_ADAPT_ALL", "exact_operands", "bias_add",
 ]
 
 
@@ -101,7 +102,8 @@ def pmf_to_cdf(pmf, precision=16):
 # mixture_encode's adaptation flags (ops/lib/mixture_coder.h).
 MIXTURE_ADAPT_BIAS = 1
 MIXTURE_ADAPT_SCALE = 2
-MIXTURE_ADAPT_ALL = MIXTURE_ADAPT_BIAS | MIXTURE_ADAPT_SCALE
+MIXTURE_ADAPT_CALIBRATION = 4
+MIXTURE_ADAPT_ALL = MIXTURE_ADAPT_BIAS | MIXTURE_ADAPT_SCALE | MIXTURE_ADAPT_CALIBRATION
 
 
 def mixture_encode(symbols, logit_weights, means, log_scales, coeffs, num_levels=256,
@@ -122,8 +124,10 @@ def mixture_encode(symbols, logit_weights, means, log_scales, coeffs, num_levels
     x_max: value of the last level.
     adaptation: online adaptation inside the coder (MIXTURE_ADAPT_* flags, 0 for none):
       integer statistics of the errors so far, in contexts of the neighbouring pixels,
-      correct each distribution's mean (BIAS) and scale (SCALE). Pixels [..., H, W] are
-      coded in raster order with rows of W; the decoder must be given the same flags.
+      correct each distribution's mean (BIAS) and scale (SCALE), and a map learnt from
+      where the levels fell in their CDFs corrects the CDFs' shape (CALIBRATION). Pixels
+      [..., H, W] are coded in raster order with rows of W; the decoder must be given the
+      same flags.
 
   Returns:
     A scalar string tensor.
