@@ -122,7 +122,7 @@ def test_effort_picks_the_coders_adaptation_and_info_shows_it(tmp_path):
   src = save(tmp_path / "in.png", testing.photo_mosaic(64, 80))
   sizes = {}
   for effort, line in ((1, "the model's distributions as they are (effort 1)"),
-                       (2, "online adaptation bias+scale (effort 2)")):
+                       (2, "online adaptation bias+scale+calibration (effort 2)")):
     coded = tmp_path / f"e{effort}.tfc"
     assert run_cli("compress", "--effort", str(effort), src, coded)[0] == 0
     status, stdout, _ = run_cli("info", coded)

@@ -88,9 +88,10 @@ def _serve(saved, images, tmp_path, large=None):
 
 
 def _model_streams(codec, image):
-  """The streams of the file codec's one MODEL tile of `image`."""
+  """The streams of the file codec's one model tile of `image`, at the default effort (the
+  one a served model codes at)."""
   mode, *streams = container.split_chunks(codec.compress(image)[lossless.SECTION])
-  assert mode == lossless.MODEL
+  assert mode == lossless.served_mode() == lossless.ADAPTIVE + bytes([7])
   return streams
 
 
@@ -167,6 +168,9 @@ def test_served_files_refuse_what_a_served_model_does_not_code(tmp_path):
     lossless.pack_served(codec.name, codec.weights_hash, streams, image[..., :1])
   with pytest.raises(container.FormatError, match="gray"):
     lossless.unpack_served(codecs.compress(image[..., :1], codec))
+  with pytest.raises(container.FormatError, match="coded with adaptation none, the served "
+                     "model's with bias"):
+    lossless.unpack_served(codecs.compress(image, codec, effort=1))
   png = codecs.compress(image, lossless.LosslessModelCodec(codec.name, codec.weights_path))
   assert lossless.tile_modes(container.read(png).sections, container.read(png).geometry) == [
       lossless.PNG]

@@ -27,8 +27,8 @@ JPEG XL's do: 1 codes through the model alone; 2, the default, adapts online (bi
 and calibration), a few percent fewer bits for a little more time.
 
 A served model (lossless_serving.Serving) codes an RGB image of one tile through the model
-alone: its strings are that MODEL tile's streams, which `pack_served` wraps into a file and
-`unpack_served` takes back out.
+alone, at the default effort: its strings are that tile's streams, which `pack_served` wraps
+into a file and `unpack_served` takes back out.
 """
 import functools
 import struct
@@ -47,6 +47,8 @@ MODEL, ADAPTIVE, PNG = b"M", b"A", b"P"  # a tile's mode chunk (ADAPTIVE + a fla
 # tests check against these: this module must not import TensorFlow).
 EFFORT_ADAPTATION = {1: 0, 2: 7}
 DEFAULT_EFFORT = 2
+# A served model (lossless_serving.Serving) codes as `tfcomp compress` does by default.
+SERVED_ADAPTATION = EFFORT_ADAPTATION[DEFAULT_EFFORT]
 ADAPTATION_PARTS = ((1, "bias"), (2, "scale"), (4, "calibration"))
 ADAPTATION_FLAGS = range(1, 8)  # the flags an ADAPTIVE tile may carry
 
@@ -246,13 +248,19 @@ def describe_tiles(sections, geometry):
   return lines
 
 
-def pack_served(model, weights_hash, strings, image):
-  """The bytes of the .tfc file of `image` whose one tile is a MODEL tile of `strings`.
+def served_mode(adaptation=SERVED_ADAPTATION):
+  """The mode chunk of a tile of a served model's strings, coded with `adaptation`."""
+  return ADAPTIVE + bytes([adaptation]) if adaptation else MODEL
+
+
+def pack_served(model, weights_hash, strings, image, adaptation=SERVED_ADAPTATION):
+  """The bytes of the .tfc file of `image` whose one tile is the model tile of `strings`.
 
   For clients of a served model (lossless_serving.Serving): `strings` are what its
   `compress` returned for `image` (uint8 [h, w, 3], sides at most TILE), `model` and
-  `weights_hash` name the model exported (`tfcomp models`; Codec.weights_hash). The file
-  carries the CRC-32 of `image`, which the file's decoder checks.
+  `weights_hash` name the model exported (`tfcomp models`; Codec.weights_hash), and
+  `adaptation` is the one it codes with (SERVED_ADAPTATION, the default effort's, for the
+  zoo's models). The file carries the CRC-32 of `image`, which the file's decoder checks.
   """
   image = np.asarray(image)
   if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -261,16 +269,17 @@ def pack_served(model, weights_hash, strings, image):
   if max(image.shape[:2]) > TILE:
     raise ValueError(f"a {image.shape[0]}x{image.shape[1]} image is more than one tile "
                      f"({TILE}x{TILE}), which a served model never codes")
-  sections = {SECTION: container.pack_chunks([MODEL, *strings]),
+  sections = {SECTION: container.pack_chunks([served_mode(adaptation), *strings]),
               codecs.PIXEL_CRC_SECTION: zlib.crc32(image.tobytes()).to_bytes(4, "little")}
   return container.write(container.Container(model, weights_hash, codecs.geometry_of(image),
                                              sections))
 
 
-def unpack_served(data):
-  """(container, strings, shape int32 [2]) of a .tfc file of one RGB MODEL tile: what a
-  served model's `decompress` takes (a file of `pack_served`, or of the codec for such an
-  image); FormatError for any other file, which only the file codec decodes."""
+def unpack_served(data, adaptation=SERVED_ADAPTATION):
+  """(container, strings, shape int32 [2]) of a .tfc file of one RGB model tile coded with
+  `adaptation`: what a served model's `decompress` takes (a file of `pack_served`, or of
+  the codec at the default effort for such an image); FormatError for any other file,
+  which only the file codec decodes."""
   parsed = container.read(data)
   g = parsed.geometry
   if (g.channels, g.bit_depth) != (3, 8) or max(g.height, g.width) > TILE:
@@ -278,8 +287,14 @@ def unpack_served(data):
         f"served models decode 8-bit RGB images of one tile ({TILE}x{TILE}); this file "
         f"holds a {g.height}x{g.width} {g.bit_depth}-bit "
         f"{codecs.CHANNEL_KINDS[g.channels]} image")
-  if tile_modes(parsed.sections, g) != [MODEL]:
+  modes = tile_modes(parsed.sections, g)
+  if modes == [PNG]:
     raise container.FormatError("the file's tile is stored as PNG, not through the model; "
                                 "decode it with the file codec")
+  if modes != [served_mode(adaptation)]:
+    raise container.FormatError(
+        f"the file's tile is coded with adaptation {adaptation_name(mode_adaptation(modes[0], 0))}"
+        f", the served model's with {adaptation_name(adaptation)}; decode it with the file "
+        "codec")
   strings = container.split_chunks(parsed.sections[SECTION], SECTION)[1:]
   return parsed, strings, np.array([g.height, g.width], np.int32)

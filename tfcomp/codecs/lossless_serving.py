@@ -4,9 +4,10 @@
     decompress(strings_bytes string [N], shape int32 [2]) -> {"image": uint8 [H, W, 3]}
 
 N is the model's `num_streams`. The strings are exactly the streams that
-tfcomp.codecs.lossless writes for the image's one tile when it codes that tile through the
-model (a MODEL tile): the same padding to `block_size` by edge repetition, and the model's
-own coding loop, traced. Sides over lossless.TILE are refused with an InvalidArgumentError:
+tfcomp.codecs.lossless writes at the default effort for the image's one tile when it codes
+that tile through the model: the same padding to `block_size` by edge repetition, the same
+coder adaptation (lossless.SERVED_ADAPTATION, for models whose coder adapts), and the
+model's own coding loop, traced. Sides over lossless.TILE are refused with an InvalidArgumentError:
 the file codec cuts larger images into tiles, and a client of a served model does the same.
 
 What the file codec adds, and a served model leaves to its client:
@@ -36,6 +37,10 @@ class Serving(tf.Module):
     # times the saving time, twice the size), so the model is set past attribute tracking.
     self.model_weights = list(model.weights)
     object.__setattr__(self, "model", model)
+    adaptive = getattr(model, "adaptive_coding", False)
+    self.adaptation = lossless.SERVED_ADAPTATION if adaptive else 0
+    # The coding loops' keyword arguments: plain data, kept out of tracking as the model is.
+    object.__setattr__(self, "_coding", {"adaptation": self.adaptation} if adaptive else {})
 
   @staticmethod
   def _checked(shape):
@@ -60,7 +65,8 @@ class Serving(tf.Module):
   def compress(self, image):
     # Everything below depends on the checked shape: a refused image is not coded first.
     shape = self._checked(tf.shape(image, out_type=tf.int32)[:2])
-    streams = self.model.compress(self.padded(image, shape), shape[0], shape[1], CHANNELS)
+    streams = self.model.compress(self.padded(image, shape), shape[0], shape[1], CHANNELS,
+                                  **self._coding)
     return {"strings_bytes": tf.stack(streams), "shape": shape}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="strings_bytes"),
@@ -76,7 +82,8 @@ class Serving(tf.Module):
     height, width = shape[0], shape[1]
     levels = self.model.decompress(
         [strings_bytes[i] for i in range(count)],
-        learned.padded_size(height, width, self.model.block_size), height, width, CHANNELS)
+        learned.padded_size(height, width, self.model.block_size), height, width, CHANNELS,
+        **self._coding)
     # Damaged strings can decode to anything; the file codec's pixel CRC catches what this
     # range check lets through.
     levels = in_range(levels, 256, "decoded pixels outside [0, 256): the strings are damaged")
