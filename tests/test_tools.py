@@ -128,6 +128,13 @@ def test_val_reports_estimated_and_real_rates(tmp_path, images):
                                 io.read_image(os.path.join(images, "im1.png")))
   with pytest.raises(app.UsageError, match="--refine_steps: model .* cannot refine"):
     _run(val, ["val.py", "--weights", weights, "--refine_steps", "3", "--out", out, images])
+  assert results["effort"] == 2
+  _run(val, ["val.py", "--weights", weights, "--real_bpp", "--effort", "1", "--out", out, images])
+  effort1 = json.load(open(os.path.join(out, "results.json")))
+  assert effort1["effort"] == 1
+  with pytest.raises(app.UsageError, match="--effort: effort must be one of"):
+    _run(val, ["val.py", "--weights", weights, "--real_bpp", "--effort", "5", "--out", out,
+               images])
 
 
 def test_freeze_then_val_codes_a_lossy_model(tmp_path, monkeypatch):

@@ -17,7 +17,9 @@ the LPIPS weights are found (--lpips_weights, else $TFCOMP_LPIPS_WEIGHTS, else
 (hyperprior models) evaluates the encoder that fits the latents to each image in N steps
 (`tfcomp compress --refine_steps`), on both paths; --save_ours writes reconstructions to
 <out>/imgs; --sample DIR writes the L3C paper's samples (each image re-drawn from each
-auxiliary scale upward).
+auxiliary scale upward). --effort N (learned lossless models) codes the real files at that
+effort (`tfcomp compress --effort`; default 2, the coder adapting to each image, whose real
+rate lies a few percent under the estimate, which is the model's alone: effort 1).
 """
 import csv
 import json
@@ -43,15 +45,18 @@ flags.DEFINE_string("sample", None, "write the paper's samples to this folder (L
                     flag_values=FLAGS)
 flags.DEFINE_integer("refine_steps", 0, "hyperprior models: fit the latents to each image in "
                      "this many steps before estimating and coding", flag_values=FLAGS)
+flags.DEFINE_integer("effort", None, "learned lossless models: the effort of the real files "
+                     "(default: the codec's, 2)", flag_values=FLAGS)
 flags.DEFINE_integer("limit", 0, "evaluate the first N images only (0: all)", flag_values=FLAGS)
 flags.DEFINE_string("lpips_weights", None, "LPIPS-AlexNet weights (.npz) for lossy models' "
                     "LPIPS and fd_alex256 (default: $TFCOMP_LPIPS_WEIGHTS, then "
                     "../shared/weights)", flag_values=FLAGS)
 
 
-def evaluate_image(codec, name, image, real, refine_steps=0, lpips_model=None):
+def evaluate_image(codec, name, image, real, refine_steps=0, lpips_model=None, effort=None):
   """One row of measures for `image` and its reconstruction; raises AssertionError if a
-  real decode is wrong. `lpips_model` (tfcomp.lpips.LPIPS): also measure LPIPS."""
+  real decode is wrong. `lpips_model` (tfcomp.lpips.LPIPS): also measure LPIPS; `effort`:
+  of the real file (None: the codec's default)."""
   h, w, c = image.shape
   unit = h * w * c if codec.lossless else h * w
   rate = "bpsp" if codec.lossless else "bpp"
@@ -74,7 +79,7 @@ def evaluate_image(codec, name, image, real, refine_steps=0, lpips_model=None):
       row["lpips"] = metrics.lpips(image, x_hat, lpips_model)
   if real:
     started = time.perf_counter()
-    encoded = codecs.compress(image, codec, refine_steps=refine_steps)
+    encoded = codecs.compress(image, codec, refine_steps=refine_steps, effort=effort)
     encode_s = time.perf_counter() - started
     started = time.perf_counter()
     decoded, _ = codecs.decompress(encoded, lambda _: codec)
@@ -134,6 +139,10 @@ def main(argv):
     codecs.check_refine_steps(codec, FLAGS.refine_steps)
   except ValueError as error:
     raise app.UsageError(f"--refine_steps: {error}") from None
+  try:
+    codecs.check_effort(codec, FLAGS.effort)
+  except ValueError as error:
+    raise app.UsageError(f"--effort: {error}") from None
   images = data.load_images(argv[1], limit=FLAGS.limit or None)
   os.makedirs(FLAGS.out, exist_ok=True)
   for folder in ([os.path.join(FLAGS.out, "imgs")] if FLAGS.save_ours else []) + (
@@ -142,7 +151,7 @@ def main(argv):
   rows, pairs = [], []
   for name, image in images:
     row, x_hat = evaluate_image(codec, name, image, FLAGS.real_bpp, FLAGS.refine_steps,
-                                lpips_model)
+                                lpips_model, FLAGS.effort)
     rows.append(row)
     if lpips_model is not None:
       pairs.append((image, x_hat))
@@ -160,6 +169,7 @@ def main(argv):
   means = {k: metrics.mean_of_defined(r[k] for r in rows)
            for k in keys if isinstance(rows[0][k], float) or rows[0][k] is None}
   results = {"model": codec.name, "dataset": argv[1], "refine_steps": FLAGS.refine_steps,
+             "effort": FLAGS.effort if FLAGS.effort is not None else codec.default_effort,
              "images": len(rows), "mean": means}
   if pairs:
     results["fd_alex256"], results["fd_patches"] = metrics.patch_fd(*zip(*pairs), lpips_model)
