@@ -91,7 +91,7 @@ def _model_streams(codec, image):
   """The streams of the file codec's one model tile of `image`, at the default effort (the
   one a served model codes at)."""
   mode, *streams = container.split_chunks(codec.compress(image)[lossless.SECTION])
-  assert mode == lossless.served_mode() == lossless.ADAPTIVE + bytes([7])
+  assert mode == lossless.model_mode(lossless.SERVED_ADAPTATION) == lossless.ADAPTIVE + bytes([7])
   return streams
 
 

@@ -754,33 +754,36 @@ class SubpixelModel {
                  k);
   }
 
-  // Cdf(k) and Cdf(k + 1) in one pass, for the encoder.
-  TFCOMP_INLINE void Interval(int64_t k, uint32_t* lo, uint32_t* hi) const {
-    uint64_t g_lo, g_hi;
+  // The mixture's sums at the two edges of level k (Cdf's before scaling), in one pass.
+  struct Edges {
+    uint64_t lo, hi;
+  };
+  TFCOMP_INLINE Edges Sums(int64_t k) const {
+    Edges g;
     const int32_t edge = static_cast<int32_t>(k << kMeanFracBits);
     if (kAvx2) {
-      SumSigmoidPairAvx2(edge, m_, inv_, limit_, weight_, n_, &g_lo, &g_hi);
+      SumSigmoidPairAvx2(edge, m_, inv_, limit_, weight_, n_, &g.lo, &g.hi);
     } else {
-      SumSigmoidPairScalar(edge, m_, inv_, limit_, weight_, n_, &g_lo, &g_hi);
+      SumSigmoidPairScalar(edge, m_, inv_, limit_, weight_, n_, &g.lo, &g.hi);
     }
-    *lo = k <= 0 ? 0 : Scale(g_lo, k);
-    *hi = k + 1 >= spec_.num_levels ? 1u << kMixturePrecision : Scale(g_hi, k + 1);
+    return g;
+  }
+
+  // Cdf(k) and Cdf(k + 1) from Sums(k).
+  TFCOMP_INLINE void Interval(int64_t k, const Edges& g, uint32_t* lo, uint32_t* hi) const {
+    *lo = k <= 0 ? 0 : Scale(g.lo, k);
+    *hi = k + 1 >= spec_.num_levels ? 1u << kMixturePrecision : Scale(g.hi, k + 1);
+  }
+  TFCOMP_INLINE void Interval(int64_t k, uint32_t* lo, uint32_t* hi) const {
+    Interval(k, Sums(k), lo, hi);
   }
 
   // Where level k fell in the corrected, uncalibrated distribution, for the calibration's
-  // statistics: the mean of its CDF at the level's two edges, in 1/2^24.
-  TFCOMP_INLINE int64_t Pit(int64_t k) const {
-    uint64_t g_lo, g_hi;
-    const int32_t edge = static_cast<int32_t>(k << kMeanFracBits);
-    if (kAvx2) {
-      SumSigmoidPairAvx2(edge, m_, inv_, limit_, weight_, n_, &g_lo, &g_hi);
-    } else {
-      SumSigmoidPairScalar(edge, m_, inv_, limit_, weight_, n_, &g_lo, &g_hi);
-    }
-    constexpr int kTo24 = tables::kWeightBits + tables::kSigmoidBits - 24;
-    const int64_t lo = k <= 0 ? 0 : static_cast<int64_t>(g_lo >> kTo24);
+  // statistics: the mean of its CDF at the level's two edges (Sums(k)), in 1/2^24.
+  TFCOMP_INLINE int64_t Pit(int64_t k, const Edges& g) const {
+    const int64_t lo = k <= 0 ? 0 : static_cast<int64_t>(g.lo >> kSumTo24);
     const int64_t hi = k + 1 >= spec_.num_levels ? int64_t{1} << 24
-                                                 : static_cast<int64_t>(g_hi >> kTo24);
+                                                 : static_cast<int64_t>(g.hi >> kSumTo24);
     return (lo + hi) / 2;
   }
 
@@ -833,9 +836,8 @@ class SubpixelModel {
       return static_cast<uint32_t>(
           ((g * spare_) >> (tables::kWeightBits + tables::kSigmoidBits)) + k);
     }
-    constexpr int kTo24 = tables::kWeightBits + tables::kSigmoidBits - 24;
     constexpr int kShift = Adapter::kCalibrationBinShift;
-    const int64_t f = static_cast<int64_t>(g >> kTo24);
+    const int64_t f = static_cast<int64_t>(g >> kSumTo24);
     const int64_t bin = std::min<int64_t>(f >> kShift, Adapter::kCalibrationBins - 1);
     const int64_t below = calibration_[bin], in_bin = calibration_[bin + 1] - below;
     const int64_t total = calibration_[Adapter::kCalibrationBins];
@@ -844,6 +846,9 @@ class SubpixelModel {
         (((below << kShift) + in_bin * (f - (bin << kShift))) << (24 - kShift)) / total;
     return static_cast<uint32_t>(((static_cast<uint64_t>(mapped) * spare_) >> 24) + k);
   }
+
+  // The mixture's sums are in 1/2^40 (weights 2^16 times sigmoids 2^24); F in 1/2^24.
+  static constexpr int kSumTo24 = tables::kWeightBits + tables::kSigmoidBits - 24;
 
   const MixtureSpec& spec_;
   const uint64_t spare_;
@@ -938,9 +943,10 @@ TFCOMP_INLINE bool EncodeAdaptiveLoop(const MixtureSpec& spec, const MixturePara
       for (int c = 0; c < C; ++c) {
         model.Prepare(chunk, p, c, pixel, &adapter, first + p);
         uint32_t* interval = &intervals[2 * ((first + p) * C + c)];
-        model.Interval(pixel[c], &interval[0], &interval[1]);
+        const auto sums = model.Sums(pixel[c]);  // for the interval and the calibration
+        model.Interval(pixel[c], sums, &interval[0], &interval[1]);
         adapter.Update(pixel[c]);
-        if (adapter.calibrates()) adapter.Calibrate(model.Pit(pixel[c]));
+        if (adapter.calibrates()) adapter.Calibrate(model.Pit(pixel[c], sums));
       }
     }
   }
@@ -982,7 +988,9 @@ TFCOMP_INLINE std::string DecodeLoop(const MixtureSpec& spec, const MixtureParam
         }
         if (adapt) {
           adapt->Update(pixel[c]);
-          if (adapt->calibrates()) adapt->Calibrate(model.Pit(pixel[c]));
+          if (adapt->calibrates()) {
+            adapt->Calibrate(model.Pit(pixel[c], model.Sums(pixel[c])));
+          }
         }
       }
     }

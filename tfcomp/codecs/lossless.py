@@ -56,6 +56,17 @@ ADAPTATION_FLAGS = range(1, 8)  # the flags an ADAPTIVE tile may carry
 def adaptation_name(flags):
   """'bias+scale+calibration' for flags 7, ...; 'none' for 0."""
   return "+".join(name for bit, name in ADAPTATION_PARTS if flags & bit) or "none"
+
+
+def model_mode(adaptation):
+  """The mode chunk of a model tile coded with the adaptation flags `adaptation`."""
+  return ADAPTIVE + bytes([adaptation]) if adaptation else MODEL
+
+
+def coding_kwargs(adaptation):
+  """The keyword arguments of a model's compress / decompress for `adaptation`: none
+  without it, so that models whose coder does not adapt are called as before."""
+  return {"adaptation": adaptation} if adaptation else {}
 PNG_LEVEL = 9
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -123,12 +134,11 @@ class LosslessModelCodec(learned.ModelCodec):
     """Sections of `image`; `effort` (one of self.efforts, default DEFAULT_EFFORT for
     models that have efforts) picks the coder's adaptation."""
     adaptation = self.adaptation_of(effort)
-    mode = ADAPTIVE + bytes([adaptation]) if adaptation else MODEL
+    mode = model_mode(adaptation)
     chunks = []
     for h, w, tile, padded in self._tiles(image):
-      coded = (self.model.compress(padded, h, w, image.shape[2], adaptation=adaptation)
-               if adaptation else self.model.compress(padded, h, w, image.shape[2]))
-      streams = [s.numpy() for s in coded]
+      streams = [s.numpy() for s in self.model.compress(padded, h, w, image.shape[2],
+                                                        **coding_kwargs(adaptation))]
       png = png_tile(tile) if self.fallback else None
       if png is not None and len(png) < sum(len(s) for s in streams):
         chunks += [PNG, png] + [b""] * (len(streams) - 1)
@@ -138,16 +148,11 @@ class LosslessModelCodec(learned.ModelCodec):
 
   def adaptation_of(self, effort):
     """The coder's adaptation flags at `effort` (None: the default); ValueError for an
-    effort this model does not have."""
+    effort this model does not have (codecs.check_effort)."""
+    codecs.check_effort(self, effort)
     if not self.efforts:
-      if effort is not None:
-        raise ValueError(f"model {self.name} has no effort levels (its coder does not adapt)")
       return 0
-    effort = DEFAULT_EFFORT if effort is None else effort
-    if effort not in self.efforts:
-      raise ValueError(f"effort must be one of {list(self.efforts)} for model {self.name}, "
-                       f"got {effort}")
-    return EFFORT_ADAPTATION[effort]
+    return EFFORT_ADAPTATION[self.default_effort if effort is None else effort]
 
   @functools.cached_property
   def serving(self):
@@ -183,10 +188,8 @@ class LosslessModelCodec(learned.ModelCodec):
         if adaptation and not self.efforts:
           raise container.FormatError(f"tile {i} is coded with adaptation, which model "
                                       f"{self.name}'s coder does not have")
-        padded = learned.padded_size(h, w, block)
-        levels = (self.model.decompress(streams, padded, h, w, geometry.channels,
-                                        adaptation=adaptation) if adaptation else
-                  self.model.decompress(streams, padded, h, w, geometry.channels))
+        levels = self.model.decompress(streams, learned.padded_size(h, w, block), h, w,
+                                       geometry.channels, **coding_kwargs(adaptation))
         image[top:top + h, left:left + w] = np.asarray(levels)[0]
     return image
 
@@ -248,11 +251,6 @@ def describe_tiles(sections, geometry):
   return lines
 
 
-def served_mode(adaptation=SERVED_ADAPTATION):
-  """The mode chunk of a tile of a served model's strings, coded with `adaptation`."""
-  return ADAPTIVE + bytes([adaptation]) if adaptation else MODEL
-
-
 def pack_served(model, weights_hash, strings, image, adaptation=SERVED_ADAPTATION):
   """The bytes of the .tfc file of `image` whose one tile is the model tile of `strings`.
 
@@ -269,7 +267,7 @@ def pack_served(model, weights_hash, strings, image, adaptation=SERVED_ADAPTATIO
   if max(image.shape[:2]) > TILE:
     raise ValueError(f"a {image.shape[0]}x{image.shape[1]} image is more than one tile "
                      f"({TILE}x{TILE}), which a served model never codes")
-  sections = {SECTION: container.pack_chunks([served_mode(adaptation), *strings]),
+  sections = {SECTION: container.pack_chunks([model_mode(adaptation), *strings]),
               codecs.PIXEL_CRC_SECTION: zlib.crc32(image.tobytes()).to_bytes(4, "little")}
   return container.write(container.Container(model, weights_hash, codecs.geometry_of(image),
                                              sections))
@@ -291,7 +289,7 @@ def unpack_served(data, adaptation=SERVED_ADAPTATION):
   if modes == [PNG]:
     raise container.FormatError("the file's tile is stored as PNG, not through the model; "
                                 "decode it with the file codec")
-  if modes != [served_mode(adaptation)]:
+  if modes != [model_mode(adaptation)]:
     raise container.FormatError(
         f"the file's tile is coded with adaptation {adaptation_name(mode_adaptation(modes[0], 0))}"
         f", the served model's with {adaptation_name(adaptation)}; decode it with the file "

@@ -40,7 +40,7 @@ class Serving(tf.Module):
     adaptive = getattr(model, "adaptive_coding", False)
     self.adaptation = lossless.SERVED_ADAPTATION if adaptive else 0
     # The coding loops' keyword arguments: plain data, kept out of tracking as the model is.
-    object.__setattr__(self, "_coding", {"adaptation": self.adaptation} if adaptive else {})
+    object.__setattr__(self, "_coding", lossless.coding_kwargs(self.adaptation))
 
   @staticmethod
   def _checked(shape):
