@@ -32,6 +32,8 @@ INSTALL_REQUIRES = [
     "pillow",
     "absl-py",
     "imagecodecs<2024.9",
+    # RC's base layer (tfcomp.base_layer): HEVC through libheif, x265 and libde265.
+    "pillow-heif>=1.0",
 ]
 
 
@@ -74,7 +76,7 @@ setup(
     cmdclass={"build_ext": BuildOps},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest", "hypothesis"],
-                    "bench": ["matplotlib", "pillow-heif"]},
+                    "bench": ["matplotlib"]},
     entry_points={"console_scripts": ["tfcomp = tfcomp_cli:run"]},
     zip_safe=False,
 )

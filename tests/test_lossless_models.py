@@ -15,6 +15,7 @@ import helpers
 TINY = {
     "l3c": {"num_features": 8, "num_blocks": 1, "num_components": 3},
     "srec": {"num_features": 8, "num_blocks": 1, "num_components": 3, "top_coder": "gradient"},
+    "rc": {"num_features": 8, "num_blocks": 1, "num_components": 3, "unshuffle": 2},
 }
 
 

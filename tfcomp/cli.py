@@ -285,14 +285,15 @@ def cmd_info(args, out, err):
   parsed = container.read(data)
   g = parsed.geometry
   subpixels = g.height * g.width * g.channels
-  installed = False
+  installed, family = False, None
   try:
     installed = zoo.weights_hash(parsed.model) == parsed.weights_hash
+    family = zoo.get(parsed.model).family
     status = "installed" if installed else "NOT installed (other weights)"
   except KeyError as e:
     status = "NOT installed (" + (f"model {e.reason}" if hasattr(e, "reason") else
                                   "unknown model") + ")"
-  details = codecs.describe(parsed.sections, g) if installed else []
+  details = codecs.describe(parsed.sections, g, family) if installed else []
   out.write(f"file: {args.file}\n"
             f"format version: {container.FORMAT_VERSION}\n"
             f"model: {parsed.model} (weights {parsed.weights_hash.hex()}, {status})\n"

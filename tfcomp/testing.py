@@ -6,7 +6,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfcomp import codecs, container, ops, zoo
+from tfcomp import base_layer, codecs, container, ops, zoo
 from tfcomp import io as tfcomp_io
 
 SAMPLE_IMAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "samples",
@@ -137,6 +137,9 @@ def _fuzz_setup():
                   ops.mixture_encode(image, *params).numpy()),
       "file": (lambda data: codecs.decompress(data, zoo.load), valid_file),
       "file-payload": (decode_payload, parsed.sections["plane0"]),
+      # RC's base layer: libheif and libde265 behind tfcomp's checks.
+      "base-layer": (lambda data: base_layer.decode(data, 12, 17),
+                     base_layer.encode(pixels, 13)),
   }
 
 

@@ -44,6 +44,7 @@ class TrainOptions:
   summary_every: int = 50
   seed: int = 0
   restore: str = ""
+  cache_dir: str = ""  # precomputed training inputs (RC's base layers); default logdir/cache
 
   def validate(self):
     for name in ("steps", "batch_size", "crop_size", "checkpoint_every", "eval_every",
@@ -346,9 +347,17 @@ def train(family, config, options, log=print, strategy=None):
     log(f"initialized from {_restore_weights(model, family, options.restore, report)}")
 
   seed = options.seed + int(step)
+  # A model that trains on images beside companions it derives from them (RC: the base
+  # reconstructions) says which; they are made once into the cache.
+  companions = None
+  if hasattr(model, "training_companions"):
+    companions = model.training_companions(
+        data.list_files(options.train),
+        options.cache_dir or os.path.join(options.logdir, "cache"), log=report)
   dataset = strategy.distribute_datasets_from_function(
       lambda context: data.train_dataset(options.train, options.crop_size, options.batch_size,
-                                         seed=seed, augment=True, input_context=context))
+                                         seed=seed, augment=True, input_context=context,
+                                         companions=companions))
   eval_images = (data.load_images(options.eval, limit=options.eval_limit or None)
                  if options.eval and chief else [])
   eval_images = [(n, im) for n, im in eval_images if im.ndim == 3 and im.shape[2] == 3

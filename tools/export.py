@@ -56,6 +56,11 @@ def load_codec(model, weights):
     raise app.UsageError(f"{codec.name} does not export as a SavedModel: only learned "
                          "models do (L3C, SReC, hyperprior, imgcomp); code with it "
                          f"in-process: tfcomp compress --model {codec.name}")
+  if not getattr(codec.model, "graph_coding", True):
+    raise app.UsageError(f"{codec.name} does not export as a SavedModel: its {codec.family} "
+                         "coding runs outside TensorFlow's graph (RC's base layer codes "
+                         f"through libheif); code with it in-process: tfcomp compress "
+                         f"--model {codec.name}")
   return codec
 
 

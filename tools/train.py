@@ -78,6 +78,9 @@ flags.DEFINE_integer("eval_limit", 0, "evaluate on the first N eval images only 
 flags.DEFINE_integer("summary_every", defaults.summary_every, "steps between summaries",
                      flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "seed of the crops and the initialization", flag_values=FLAGS)
+flags.DEFINE_string("cache_dir", "", "where inputs derived from the training images are "
+                    "kept between runs (RC's base layers); default: LOGDIR/cache",
+                    flag_values=FLAGS)
 flags.DEFINE_string("lpips_weights", None, "LPIPS-AlexNet weights (.npz) for losses that "
                     "hold LPIPS (HiFiC); default: $TFCOMP_LPIPS_WEIGHTS, then "
                     "../shared/weights", flag_values=FLAGS)
@@ -111,7 +114,7 @@ def main(argv):
       lr_half_life=FLAGS.lr_half_life, min_learning_rate=FLAGS.min_lr,
       checkpoint_every=FLAGS.checkpoint_every, eval_every=FLAGS.eval_every,
       eval_limit=FLAGS.eval_limit, summary_every=FLAGS.summary_every, seed=FLAGS.seed,
-      restore=FLAGS.restore)
+      restore=FLAGS.restore, cache_dir=FLAGS.cache_dir)
   print(f"training {FLAGS.model} {json.dumps(config)}", flush=True)
   scalars = training.train(FLAGS.model, config, options,
                            log=lambda line: print(line, flush=True),

@@ -17,7 +17,9 @@ the LPIPS weights are found (--lpips_weights, else $TFCOMP_LPIPS_WEIGHTS, else
 (hyperprior models) evaluates the encoder that fits the latents to each image in N steps
 (`tfcomp compress --refine_steps`), on both paths; --save_ours writes reconstructions to
 <out>/imgs; --sample DIR writes the L3C paper's samples (each image re-drawn from each
-auxiliary scale upward). --effort N (learned lossless models) codes the real files at that
+auxiliary scale upward). --qp_oracle (RC) adds the base layer's QP: the classifier's pick
+beside the best QP of every one tried and the model's fixed one. --effort N (learned
+lossless models) codes the real files at that
 effort (`tfcomp compress --effort`; default 2, the coder adapting to each image, whose real
 rate lies a few percent under the estimate, which is the model's alone: effort 1).
 """
@@ -47,6 +49,10 @@ flags.DEFINE_integer("refine_steps", 0, "hyperprior models: fit the latents to e
                      "this many steps before estimating and coding", flag_values=FLAGS)
 flags.DEFINE_integer("effort", None, "learned lossless models: the effort of the real files "
                      "(default: the codec's, 2)", flag_values=FLAGS)
+flags.DEFINE_bool("qp_oracle", False, "RC models: also code each image's base layer at every "
+                  "QP the model chooses from and report the estimated bpsp at the "
+                  "classifier's pick, at the fixed QP and at the best one (the oracle)",
+                  flag_values=FLAGS)
 flags.DEFINE_integer("limit", 0, "evaluate the first N images only (0: all)", flag_values=FLAGS)
 flags.DEFINE_string("lpips_weights", None, "LPIPS-AlexNet weights (.npz) for lossy models' "
                     "LPIPS and fd_alex256 (default: $TFCOMP_LPIPS_WEIGHTS, then "
@@ -96,6 +102,20 @@ def evaluate_image(codec, name, image, real, refine_steps=0, lpips_model=None, e
   return row, x_hat
 
 
+def qp_measures(codec, image):
+  """RC: the classifier's QP, the oracle's, and the estimated bpsp (real base bits plus the
+  residual's cross-entropy, on the padded image) at each and at the model's fixed QP."""
+  model = codec.model
+  padded = codec.padded(image)[0]
+  costs = {qp: sum(bits) / image.size for qp, bits in model.qp_costs(padded).items()}
+  pick = model.choose_qp(padded)
+  oracle = min(costs, key=costs.get)
+  fixed = costs[model.qp] if model.qp in costs else sum(
+      model.qp_costs(padded, [model.qp])[model.qp]) / image.size
+  return {"qp": pick, "oracle_qp": oracle, "estimated_bpsp_at_qp": costs[pick],
+          "estimated_bpsp_oracle": costs[oracle], f"estimated_bpsp_qp{model.qp}": fixed}
+
+
 def write_samples(codec, name, image, folder):
   model = codec.model
   stem = os.path.splitext(os.path.basename(name))[0]
@@ -133,6 +153,9 @@ def main(argv):
   elif FLAGS.lpips_weights:
     raise app.UsageError(f"--lpips_weights: {codec.name} is lossless; LPIPS is for lossy "
                          "models")
+  if FLAGS.qp_oracle and not hasattr(getattr(codec, "model", None), "qp_costs"):
+    raise app.UsageError(f"--qp_oracle needs a model with a base-layer QP (RC); {codec.name} "
+                         "has none")
   if FLAGS.sample and not hasattr(getattr(codec, "model", None), "sample"):
     raise app.UsageError(f"--sample needs a model that can sample; {codec.name} cannot")
   try:
@@ -152,6 +175,8 @@ def main(argv):
   for name, image in images:
     row, x_hat = evaluate_image(codec, name, image, FLAGS.real_bpp, FLAGS.refine_steps,
                                 lpips_model, FLAGS.effort)
+    if FLAGS.qp_oracle:
+      row.update(qp_measures(codec, image))
     rows.append(row)
     if lpips_model is not None:
       pairs.append((image, x_hat))

@@ -70,11 +70,13 @@ def require_gray_or_rgb8(codec_name, image, hint=""):
         f"{image.dtype.itemsize * 8}-bit {kind}{hint}")
 
 
-def describe(sections, geometry):
+def describe(sections, geometry, family=None):
   """`tfcomp info`'s lines about how a file's payload is coded, from the file alone (no
-  model, no TensorFlow): the tiles of a learned lossless file; nothing for the others."""
+  model, no TensorFlow): the tiles of a learned lossless file (of model `family`, which
+  may say more about its streams); nothing for the others."""
   from tfcomp.codecs import lossless  # pylint: disable=import-outside-toplevel
-  return lossless.describe_tiles(sections, geometry) if lossless.SECTION in sections else []
+  return (lossless.describe_tiles(sections, geometry, family)
+          if lossless.SECTION in sections else [])
 
 
 def from_weights(name, path):

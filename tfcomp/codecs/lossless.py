@@ -37,7 +37,7 @@ import zlib
 import imagecodecs
 import numpy as np
 
-from tfcomp import codecs, container
+from tfcomp import base_layer, codecs, container
 from tfcomp.codecs import learned
 
 TILE = 1024
@@ -218,8 +218,8 @@ def mode_adaptation(mode, index):
   raise container.FormatError(f"tile {index} has unknown mode {mode!r}")
 
 
-def tile_modes(sections, geometry):
-  """The mode (MODEL or PNG) of each tile of a learned lossless file's sections, in raster
+def split_tiles(sections, geometry):
+  """[(mode, streams)] of each tile of a learned lossless file's sections, in raster
   order, from the file alone (its chunks frame themselves: each tile holds a mode chunk and
   as many stream chunks as its model has), so that it needs neither the model nor
   TensorFlow."""
@@ -230,13 +230,36 @@ def tile_modes(sections, geometry):
   if not chunks or len(chunks) % count:
     raise container.FormatError(f"{SECTION} holds {len(chunks)} chunks, not a whole number "
                                 f"for each of its {count} tiles")
-  return [bytes(mode) for mode in chunks[::len(chunks) // count]]
+  per_tile = len(chunks) // count
+  return [(bytes(chunks[i]), [bytes(c) for c in chunks[i + 1:i + per_tile]])
+          for i in range(0, len(chunks), per_tile)]
 
 
-def describe_tiles(sections, geometry):
-  """`tfcomp info`'s lines about a learned lossless file's tiles (see tile_modes): how
-  many are PNG, and which the coder adapted to, with what (the effort they were coded at)."""
-  modes = tile_modes(sections, geometry)
+def tile_modes(sections, geometry):
+  """The mode chunk of each tile (see split_tiles)."""
+  return [mode for mode, _ in split_tiles(sections, geometry)]
+
+
+def _describe_rc_streams(model_tiles):
+  """RC's lines: the base layers' QPs and the bits of base and residual."""
+  qps = sorted({base_layer.qp_of(streams[0]) for streams in model_tiles})
+  base = sum(len(streams[0]) for streams in model_tiles)
+  residual = sum(len(streams[1]) for streams in model_tiles)
+  share = 100 * base / max(1, base + residual)
+  return [f"base layer: HEVC intra, QP {', '.join(map(str, qps))}: {base} bytes "
+          f"({share:.1f}%); residual: {residual} bytes"]
+
+
+# Families whose streams `tfcomp info` describes further (from the file alone).
+_STREAM_DESCRIPTIONS = {"rc": _describe_rc_streams}
+
+
+def describe_tiles(sections, geometry, family=None):
+  """`tfcomp info`'s lines about a learned lossless file's tiles (see split_tiles): how
+  many are PNG, and which the coder adapted to, with what (the effort they were coded at);
+  for a `family` whose streams say more (RC: the base layer's QP), that too."""
+  tiles = split_tiles(sections, geometry)
+  modes = [mode for mode, _ in tiles]
   lines = [f"tiles: {len(modes)} ({modes.count(PNG)} stored as PNG)"]
   adapted = {}
   for i, mode in enumerate(modes):
@@ -248,6 +271,9 @@ def describe_tiles(sections, geometry):
     what = (f"online adaptation {adaptation_name(flags)}" if flags else
             "the model's distributions as they are")
     lines.append(f"  {count} coded with {what} (effort {efforts[0] if efforts else '?'})")
+  model_tiles = [streams for mode, streams in tiles if mode != PNG]
+  if family in _STREAM_DESCRIPTIONS and model_tiles:
+    lines += _STREAM_DESCRIPTIONS[family](model_tiles)
   return lines
 
 

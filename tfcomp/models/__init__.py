@@ -17,10 +17,11 @@ from tfcomp.models.hific import HiFiC
 from tfcomp.models.hyperprior import Hyperprior
 from tfcomp.models.imgcomp import Imgcomp
 from tfcomp.models.l3c import L3C
+from tfcomp.models.rc import RC
 from tfcomp.models.srec import SReC
 
 FAMILIES = {"l3c": L3C, "hyperprior": Hyperprior, "srec": SReC, "imgcomp": Imgcomp,
-            "hific": HiFiC}
+            "hific": HiFiC, "rc": RC}
 
 
 def build(family, config):

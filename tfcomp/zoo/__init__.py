@@ -64,7 +64,8 @@ def _hific(version, regime, target_bpp, made):
 
 
 # Each learned lossless family's system and paper, for the zoo's descriptions.
-_LOSSLESS_PAPERS = {"srec": ("SReC", "Cao et al. 2020"), "l3c": ("L3C", "Mentzer et al. 2019")}
+_LOSSLESS_PAPERS = {"srec": ("SReC", "Cao et al. 2020"), "l3c": ("L3C", "Mentzer et al. 2019"),
+                    "rc": ("RC", "Mentzer et al. 2020")}
 
 
 def _lossless(family, version, config, made, use, variant=""):
