@@ -170,6 +170,21 @@ def test_efforts_add_each_adaptive_model_at_its_other_efforts():
     bench.select_codecs(True, ["png"], ["srec-small-v5"], efforts=(5,))
 
 
+def test_lossless_table_splits_the_bits_of_models_that_name_their_streams():
+  records = [dict(codec="tfcomp:rc", image=f"{i}.png", bytes=10, bpsp=3.0, exact=True,
+                  encode_s=1.0, decode_s=1.0, encode_mb=1.0, decode_mb=1.0,
+                  bpsp_base=1.0 + i, bpsp_residual=2.0 - i) for i in (0, 0.5)]
+  records.append(dict(records[0], codec="png"))
+  for r in records[-1:]:
+    del r["bpsp_base"], r["bpsp_residual"]
+  summary = bench.summarize_lossless(records)
+  assert summary[0]["bpsp_base"] == 1.25 and "bpsp_base" not in summary[1]
+  table = bench.markdown_lossless({"kodak": summary})
+  assert "| codec | dataset | base | residual | share of base |" in table
+  assert "| tfcomp:rc | kodak | 1.250 | 1.750 | 41.7% |" in table
+  assert "| png | kodak" not in table
+
+
 def test_matched_rate_table_interpolates_classic_curves():
   extra = dict(quality=None, ms_ssim=None, encode_s=0.1, decode_s=0.1)
   summary = [dict(codec="jpeg", curve="jpeg", bpp=b, psnr=p, **extra)

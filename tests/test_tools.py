@@ -47,6 +47,10 @@ def _event_tags(logdir):
     ("imgcomp", ["num_filters=8", "num_stacks=0", "latent_channels=4", "context_filters=4"],
      {"loss", "bpp", "H", "ms_ssim", "psnr", "centers/0", "learning_rate"},
      {"x", "x_hat", "importance"}),
+    # RC: its training pairs (each image beside its cached base layers) come from the tool.
+    ("rc", ["num_features=8", "num_blocks=1", "num_components=2", "train_qps=[20, 30]"],
+     {"loss", "bpsp", "bpsp/residual", "bpsp/base", "qp", "learning_rate"},
+     {"x", "x_l", "residual"}),
 ])
 def test_train_writes_summaries_checkpoints_and_the_model(tmp_path, images, family,
                                                           overrides, scalars, images_):
@@ -54,10 +58,10 @@ def test_train_writes_summaries_checkpoints_and_the_model(tmp_path, images, fami
   argv = ["train.py", "--model", family, "--config", "b" if family == "imgcomp" else "small",
           "--train", images,
           "--eval", images, "--logdir", logdir, "--steps", "2", "--batch_size", "2",
-          "--crop_size", "16" if family == "srec" else "64", "--summary_every", "1",
+          "--crop_size", "16" if family in ("srec", "rc") else "64", "--summary_every", "1",
           "--eval_every", "2", "--checkpoint_every", "1"]
   argv += [f"--set={o}" for o in overrides]
-  if family != "srec":  # 64x64 crops (a hyperprior block, MS-SSIM): make bigger images
+  if family not in ("srec", "rc"):  # 64x64 crops (a hyperprior block, MS-SSIM): bigger images
     for i in range(2):
       io.write_png(str(tmp_path / f"big{i}.png"), testing.smooth_image(80, 90, 3, seed=i))
     argv[argv.index("--train") + 1] = argv[argv.index("--eval") + 1] = str(tmp_path)
@@ -70,8 +74,11 @@ def test_train_writes_summaries_checkpoints_and_the_model(tmp_path, images, fami
   frozen = str(tmp_path / "frozen.npz")
   _run(helpers.tool("freeze"), ["freeze.py", "--logdir", logdir, "--out", frozen])
   codec = codecs.from_weights("frozen", frozen)
-  assert codec.model.get_config()["num_features" if family == "srec" else
+  assert codec.model.get_config()["num_features" if family in ("srec", "rc") else
                                   "num_filters"] == 8
+  if family == "rc":  # the base layers were coded once into the default cache
+    assert len(glob.glob(os.path.join(logdir, "cache", "*-qp20.png"))) == len(
+        glob.glob(os.path.join(argv[argv.index("--train") + 1], "*.png")))
 
 
 @pytest.mark.parametrize("flag,value,message", [

@@ -36,7 +36,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from tfcomp import baselines, codecs, data, metrics, zoo
+from tfcomp import baselines, codecs, container, data, metrics, zoo
 
 
 class PeakMemory:
@@ -102,6 +102,19 @@ class _ZooAdapter:
   def decode(self, data_bytes):
     return codecs.decompress(data_bytes, zoo.load)[0]
 
+  def stream_bytes(self, data_bytes):
+    """{stream name: bytes over the file's model tiles} for models that name their streams
+    (RC: base and residual); {} for the others."""
+    names = getattr(getattr(zoo.load(self.entry.name), "model", None), "stream_names", ())
+    if not names:
+      return {}
+    from tfcomp.codecs import lossless  # pylint: disable=import-outside-toplevel
+    parsed = container.read(data_bytes)
+    tiles = [streams for mode, streams in lossless.split_tiles(parsed.sections,
+                                                               parsed.geometry)
+             if mode != lossless.PNG]
+    return {name: sum(len(streams[i]) for streams in tiles) for i, name in enumerate(names)}
+
 
 def select_codecs(lossless, codec_names=None, model_names=None, refine_steps=0, efforts=()):
   """Classic codecs (default: all available) and zoo models (default: all) of one kind;
@@ -140,9 +153,12 @@ def run_lossless(images, chosen, progress=True):
     encoded, enc_s, enc_mb = _measure(codec.encode, image, None)
     decoded, dec_s, dec_mb = _measure(codec.decode, encoded)
     exact = decoded.shape == image.shape and bool(np.array_equal(decoded, image))
-    records.append(dict(codec=codec.name, image=name, bytes=len(encoded),
-                        bpsp=8 * len(encoded) / image.size, exact=exact,
-                        encode_s=enc_s, decode_s=dec_s, encode_mb=enc_mb, decode_mb=dec_mb))
+    record = dict(codec=codec.name, image=name, bytes=len(encoded),
+                  bpsp=8 * len(encoded) / image.size, exact=exact,
+                  encode_s=enc_s, decode_s=dec_s, encode_mb=enc_mb, decode_mb=dec_mb)
+    for stream, size in getattr(codec, "stream_bytes", lambda _: {})(encoded).items():
+      record[f"bpsp_{stream}"] = 8 * size / image.size
+    records.append(record)
   return records
 
 
@@ -227,7 +243,8 @@ def summarize_lossless(records):
     out.append(dict(codec=codec, images=len(rs), bpsp=_mean(rs, "bpsp"),
                     all_exact=all(r["exact"] for r in rs), encode_s=_mean(rs, "encode_s"),
                     decode_s=_mean(rs, "decode_s"),
-                    peak_mb=max(max(r["encode_mb"], r["decode_mb"]) for r in rs)))
+                    peak_mb=max(max(r["encode_mb"], r["decode_mb"]) for r in rs),
+                    **{k: _mean(rs, k) for k in rs[0] if k.startswith("bpsp_")}))
   return out
 
 
@@ -392,6 +409,18 @@ def markdown_lossless(summaries):
         peak, exact = max(peak, s["peak_mb"]), exact and s["all_exact"]
     lines.append(f"| {codec} | " + " | ".join(cells) + f" | {peak:.0f} | "
                  f"{'yes' if exact else 'NO'} |")
+  split = [(d, s) for d in datasets for s in summaries[d] if any(k.startswith("bpsp_")
+                                                                 for k in s)]
+  if split:
+    names = list(dict.fromkeys(k[5:] for _, s in split for k in s if k.startswith("bpsp_")))
+    lines += ["", "Bits per subpixel by stream (over the tiles coded through the model):", "",
+              "| codec | dataset | " + " | ".join(names) + " | share of " + names[0] + " |",
+              "|---|---|" + "---:|" * (len(names) + 1)]
+    for d, s in split:
+      parts = [s.get(f"bpsp_{n}", 0.0) for n in names]
+      share = 100 * parts[0] / sum(parts) if sum(parts) else 0.0
+      lines.append(f"| {s['codec']} | {d} | " + " | ".join(_f(p) for p in parts) +
+                   f" | {share:.1f}% |")
   return "\n".join(lines)
 
 

@@ -100,6 +100,7 @@ class RC(tf.keras.Model):
   # codes in-process only, with no SavedModel (tools/export.py).
   graph_coding = False
   num_streams = 2  # the base layer, then the residual
+  stream_names = ("base", "residual")  # their names in tools/bench.py's split
 
   def __init__(self, num_features=128, num_blocks=16, num_components=5, kernel_size=3,
                atrous_rates=(1, 2, 4), unshuffle=1, base_codec=base_layer.HEVC, qp=13,
