@@ -45,10 +45,25 @@ def test_round_trip_is_bit_exact(tiny_codec, shape):
   helpers.roundtrip(tiny_codec, image)
 
 
-def test_tiled_large_image_round_trips(tiny_codec):
+def _round_trip_tiled(codec):
   image = testing.smooth_image(2000, 3000, 3, seed=3)
   assert len(lossless.tile_boxes(2000, 3000)) == 6
-  helpers.roundtrip(tiny_codec, image)
+  helpers.roundtrip(codec, image)
+
+
+def test_tiled_large_image_round_trips(tiny_codec):
+  # Tiling is the codec's, the same for every family: the default run codes RC's large
+  # image (its base layer is coded per tile too) and the default model's through the
+  # command line (test_cli.test_round_trip_large_image); the others' are slow tests.
+  if tiny_codec.family != "rc":
+    pytest.skip("covered by rc and test_cli's large image; see the slow test below")
+  _round_trip_tiled(tiny_codec)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["l3c", "srec"])
+def test_tiled_large_image_round_trips_in_every_family(family, tmp_path):
+  _round_trip_tiled(helpers.tiny_lossless_codec(family, tmp_path / "tiny.npz"))
 
 
 def test_random_noise_round_trips(tiny_codec):
