@@ -74,11 +74,11 @@ def _tile_streams(codec, image, effort):
   return parsed, lossless.split_tiles(parsed.sections, parsed.geometry)[0][1]
 
 
-def test_tau_is_fitted_at_effort_2_stored_and_read_back(tiny_codec):
+def test_tau_is_fitted_at_effort_1_stored_and_read_back(tiny_codec):
   image = testing.smooth_image(48, 64, 3, seed=3)
-  _, (_, residual) = _tile_streams(tiny_codec, image, 1)
-  assert residual[:3] == b"\x00\x00\x00"  # the model alone
-  parsed, (base, residual) = _tile_streams(tiny_codec, image, 2)
+  _, (_, residual) = _tile_streams(tiny_codec, image, 2)
+  assert residual[:3] == b"\x00\x00\x00"  # the coder adapts instead
+  parsed, (base, residual) = _tile_streams(tiny_codec, image, 1)
   k = np.frombuffer(residual[:3], np.int8)
   assert np.any(k != 0) and np.all(np.abs(k) <= rc.TAU_MAX)  # a random model is off
   # The fitted tau codes the model's residual in fewer bits than tau = 0 would.
@@ -97,7 +97,7 @@ def test_tau_is_fitted_at_effort_2_stored_and_read_back(tiny_codec):
 # stream carries its own quantizer, the byte only records it for `tfcomp info`.)
 def test_damaged_tau_or_base_give_clear_errors(tiny_codec, damage):
   image = testing.smooth_image(40, 40, 3, seed=4)
-  parsed, (base, residual) = _tile_streams(tiny_codec, image, 2)
+  parsed, (base, residual) = _tile_streams(tiny_codec, image, 1)
   if damage == "tau":
     residual = bytes([(residual[0] + 1) % 256]) + residual[1:]
   elif damage == "tau_range":

@@ -20,8 +20,10 @@ inside the coder.
 tau (the paper's per-image scale factors, fitted at encode time): per channel, the
 log-scales of every component move by tau_c = k_c / TAU_STEPS, k_c an integer in
 [-TAU_MAX, TAU_MAX] chosen to minimize the estimated bits and stored in the residual
-stream's first bytes. It is fitted where the coder adapts too (efforts above 1); the model
-alone (effort 1) codes with tau = 0, its cross-entropy.
+stream's first bytes. It is fitted where the coder does not adapt (effort 1): there it
+saves 0.4% (4 Kodak images, rc-small at step 1,750), while on top of the coder's online
+adaptation (effort 2, whose scale correction works per context rather than per channel) it
+saved 0.015%, for 0.35 s of encoding; so at effort 2, tau = 0.
 """
 import numpy as np
 import tensorflow as tf
@@ -347,7 +349,7 @@ class RC(tf.keras.Model):
     rows = slice(None, None, _TAU_ROWS)
     k = (self.fit_tau(tf.constant(x[:, :height:_TAU_ROWS, :width]), raw[:, rows],
                       coded_base[:, rows], channels)
-         if adaptation else np.zeros(3, np.int64))
+         if not adaptation else np.zeros(3, np.int64))
     params = first_channels(self.mixture_params(raw, coded_base, k / TAU_STEPS), channels)
     residual = self.mixture.compress(levels, *params, adaptation=adaptation).numpy()
     return [tf.constant(base_stream), tf.constant(k.astype(np.int8).tobytes() + residual)]
