@@ -118,6 +118,16 @@ def test_info_counts_the_tiles_stored_as_png(tmp_path, name):
     assert status == 0 and f"tiles: 1 ({png_tiles} stored as PNG)" in stdout, stdout
 
 
+@pytest.mark.parametrize("channels", [3, 1])
+def test_rc_codes_through_the_command_and_info_shows_its_base_layer(tmp_path, channels):
+  image = testing.photo_mosaic(160, 192)
+  image = image if channels == 3 else image[..., :1]
+  coded = round_trip(tmp_path, image, "rc-small-v1")
+  status, stdout, _ = run_cli("info", coded)
+  assert status == 0 and "tiles: 1 (0 stored as PNG)" in stdout, stdout
+  assert "base layer: HEVC intra, QP " in stdout and "residual: " in stdout, stdout
+
+
 def test_effort_picks_the_coders_adaptation_and_info_shows_it(tmp_path):
   src = save(tmp_path / "in.png", testing.photo_mosaic(64, 80))
   sizes = {}

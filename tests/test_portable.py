@@ -62,7 +62,8 @@ def test_in_process_streams_match_the_other_process(tmp_path):
 
 
 # One model per learned family: the shipped weights, as users run them.
-FAMILY_MODELS = ["srec-small-v5", "l3c-small-v3", "hyperprior-ms-v5-q2", "imgcomp-v5-c"]
+FAMILY_MODELS = ["srec-small-v5", "l3c-small-v3", "rc-small-v1", "hyperprior-ms-v5-q2",
+                 "imgcomp-v5-c"]
 
 
 def test_every_learned_family_decodes_alike_under_every_setting(tmp_path):

@@ -125,6 +125,12 @@ def test_info_shows_the_qp_and_the_split(tiny_codec):
              and "residual:" in line for line in lines), lines
   assert not any("base layer" in line for line in codecs.describe(
       parsed.sections, parsed.geometry))
+  # Effort 1 fits tau, which info shows as stored.
+  parsed, (_, residual) = _tile_streams(tiny_codec, image, 1)
+  k = np.frombuffer(residual[:3], np.int8)
+  line = codecs.describe(parsed.sections, parsed.geometry, "rc")[-1]
+  assert line == ("scale factors tau fitted on 1 of 1 tiles: " +
+                  " ".join(f"{v:+d}/16" for v in k) + " (R G B log-scale)"), line
 
 
 def test_export_refuses_rc_with_the_reason(tiny_codec, monkeypatch):

@@ -246,8 +246,16 @@ def _describe_rc_streams(model_tiles):
   base = sum(len(streams[0]) for streams in model_tiles)
   residual = sum(len(streams[1]) for streams in model_tiles)
   share = 100 * base / max(1, base + residual)
-  return [f"base layer: HEVC intra, QP {', '.join(map(str, qps))}: {base} bytes "
-          f"({share:.1f}%); residual: {residual} bytes"]
+  lines = [f"base layer: HEVC intra, QP {', '.join(map(str, qps))}: {base} bytes "
+           f"({share:.1f}%); residual: {residual} bytes"]
+  # The residual's first three bytes: tau, per channel, in 1/16 steps of log-scale.
+  taus = [tuple(int(b) - 256 * (b > 127) for b in streams[1][:3]) for streams in model_tiles]
+  fitted = [t for t in taus if any(t)]
+  if fitted:
+    lines.append(f"scale factors tau fitted on {len(fitted)} of {len(taus)} tiles"
+                 + (f": {' '.join(f'{k:+d}/16' for k in fitted[0])} (R G B log-scale)"
+                    if len(taus) == 1 else ""))
+  return lines
 
 
 # Families whose streams `tfcomp info` describes further (from the file alone).

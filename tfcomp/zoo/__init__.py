@@ -100,6 +100,11 @@ ENTRIES = (
     # l3c-small-v2 (15,000 CPU training steps) on the exact path.
     _lossless("l3c", "v3", "small", "l3c-small-v2's weights on the exact path",
               "lossless; the L3C reproduction (SReC codes smaller)"),
+    # RC: 2,250 CPU training steps of 16 x 128² crops (the run's best eval), its QP
+    # classifier fitted by tools/fit_qp.py on 102 training images.
+    _lossless("rc", "v1", "small", "2,250 CPU training steps, QP classifier fitted",
+              "lossless; the RC reproduction (SReC codes smaller)",
+              variant=", HEVC intra base layer"),
     # The v3 points (20,000 to 22,250 CPU training steps, the last 3,000 with a
     # straight-through decoder), h_s re-made as exact convolutions.
     _hyperprior("v5", 1, 0.0035, "hyperprior-ms-v3-q1 with an exact h_s"),
