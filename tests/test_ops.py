@@ -290,7 +290,7 @@ def test_invalid_arguments_raise_invalid_argument(call, message):
 
 def test_decoders_reject_truncated_and_extended_streams():
   for name, (decode, valid) in testing.fuzz_targets().items():
-    if name.startswith("file"):
+    if name.startswith("file") or name == "base-layer":  # not ops: test_base_layer.py
       continue
     decode(valid)  # the valid input decodes
     for bad in (valid[:-1], valid[:-2], valid + b"\x00\x00", b"", valid[:7]):
