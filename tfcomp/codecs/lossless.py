@@ -249,7 +249,7 @@ def _describe_rc_streams(model_tiles):
   lines = [f"base layer: HEVC intra, QP {', '.join(map(str, qps))}: {base} bytes "
            f"({share:.1f}%); residual: {residual} bytes"]
   # The residual's first three bytes: tau, per channel, in 1/16 steps of log-scale.
-  taus = [tuple(int(b) - 256 * (b > 127) for b in streams[1][:3]) for streams in model_tiles]
+  taus = [tuple(np.frombuffer(streams[1][:3], np.int8).tolist()) for streams in model_tiles]
   fitted = [t for t in taus if any(t)]
   if fitted:
     lines.append(f"scale factors tau fitted on {len(fitted)} of {len(taus)} tiles"

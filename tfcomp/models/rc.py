@@ -303,11 +303,18 @@ class RC(tf.keras.Model):
 
   # -- real bitstreams --------------------------------------------------------------------
 
-  def _padded_base(self, base_stream, padded_shape, height, width):
-    """x_l of the padded tile from the base layer of its first height x width pixels."""
+  def _predict(self, base_stream, padded_shape, height, width):
+    """(raw parameters, x_l) of a tile's first height x width pixels from its base layer:
+    the network runs on the padded tile, x_l padded by repeating its last row and column.
+    The one prediction both compress and decompress make."""
     hp, wp = padded_shape
     base = base_layer.decode(base_stream, height, width)
-    return np.pad(base, ((0, hp - height), (0, wp - width), (0, 0)), mode="edge")[None]
+    padded = np.pad(base, ((0, hp - height), (0, wp - width), (0, 0)), mode="edge")[None]
+    return self._step(tf.constant(padded))[:, :height, :width], base[None]
+
+  def _coding_params(self, raw, base, k, channels):
+    """The coder's mixture parameters of the first `channels` channels at tau steps k."""
+    return first_channels(self.mixture_params(raw, base, k / TAU_STEPS), channels)
 
   def fit_tau(self, levels, raw, base_levels, channels=3):
     """Integers k [3] (tau = k / TAU_STEPS) minimizing the estimated bits of `levels`;
@@ -329,10 +336,11 @@ class RC(tf.keras.Model):
     return np.concatenate([bits, np.zeros(3 - channels)])
 
   def compress(self, x, height=None, width=None, channels=3, adaptation=0, qp=None):
-    """[base stream, residual stream] (scalar string tensors) of one padded image x [1, Hp, Wp, 3]
-    (uint8 levels); the base layer codes x[:, :height, :width] at `qp` (default: the
-    classifier's pick, see choose_qp), the residual x[:, :height, :width, :channels]; `adaptation`: the coder's
-    online adaptation (tfcomp.ops.MIXTURE_ADAPT_*).
+    """[base stream, residual stream] (scalar string tensors) of one padded image
+    x [1, Hp, Wp, 3] (uint8 levels); the base layer codes x[:, :height, :width] at `qp`
+    (default: the classifier's pick, see choose_qp), the residual
+    x[:, :height, :width, :channels]; `adaptation`: the coder's online adaptation
+    (tfcomp.ops.MIXTURE_ADAPT_*).
     """
     x = np.asarray(x, np.uint8)
     hp, wp = x.shape[1:3]
@@ -342,16 +350,14 @@ class RC(tf.keras.Model):
     self._ensure_built()
     tile = x[0, :height, :width]
     base_stream = base_layer.encode(tile, self.choose_qp(tile) if qp is None else qp)
-    base = self._padded_base(base_stream, (hp, wp), height, width)
-    raw = self._step(tf.constant(base))
-    levels = x[:, :height, :width, :channels]
-    raw, coded_base = raw[:, :height, :width], base[:, :height, :width]
+    raw, base = self._predict(base_stream, (hp, wp), height, width)
     rows = slice(None, None, _TAU_ROWS)
     k = (self.fit_tau(tf.constant(x[:, :height:_TAU_ROWS, :width]), raw[:, rows],
-                      coded_base[:, rows], channels)
+                      base[:, rows], channels)
          if not adaptation else np.zeros(3, np.int64))
-    params = first_channels(self.mixture_params(raw, coded_base, k / TAU_STEPS), channels)
-    residual = self.mixture.compress(levels, *params, adaptation=adaptation).numpy()
+    residual = self.mixture.compress(x[:, :height, :width, :channels],
+                                     *self._coding_params(raw, base, k, channels),
+                                     adaptation=adaptation).numpy()
     return [tf.constant(base_stream), tf.constant(k.astype(np.int8).tobytes() + residual)]
 
   def decompress(self, streams, padded_shape, height, width, channels=3, adaptation=0):
@@ -369,11 +375,9 @@ class RC(tf.keras.Model):
     if np.any(np.abs(k) > TAU_MAX):
       raise container.FormatError(f"tau steps {k.tolist()} out of "
                                   f"[-{TAU_MAX}, {TAU_MAX}]")
-    base = self._padded_base(base_stream, padded_shape, height, width)
-    raw = self._step(tf.constant(base))[:, :height, :width]
-    params = first_channels(
-        self.mixture_params(raw, base[:, :height, :width], k / TAU_STEPS), channels)
-    return self.mixture.decompress(residual[3:], *params, adaptation=adaptation)
+    raw, base = self._predict(base_stream, padded_shape, height, width)
+    return self.mixture.decompress(residual[3:], *self._coding_params(raw, base, k, channels),
+                                   adaptation=adaptation)
 
   def _check_tile(self, padded_shape, height, width, channels):
     hp, wp = (int(s) for s in padded_shape)
