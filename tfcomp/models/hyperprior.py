@@ -157,10 +157,10 @@ class Hyperprior(tf.keras.Model):
     n, m = self.num_filters, self.latent_channels
     conv = functools.partial(_conv, kernel_parameter=self.kernel_parameter)
     g_a = tf.keras.Sequential(
-        [conv(n, 5, down=2, activation=tfc.GDN(name=f"gdn_{i}"), name=f"layer_{i}")
+        [conv(n, 5, down=2, activation=layers.GDN(name=f"gdn_{i}"), name=f"layer_{i}")
          for i in range(3)] + [conv(m, 5, down=2, name="layer_3")], name="g_a")
     g_s = tf.keras.Sequential(
-        [conv(n, 5, up=2, activation=tfc.GDN(inverse=True, name=f"igdn_{i}"),
+        [conv(n, 5, up=2, activation=layers.GDN(inverse=True, name=f"igdn_{i}"),
               name=f"layer_{i}") for i in range(3)] + [conv(3, 5, up=2, name="layer_3")],
         name="g_s")
     return g_a, g_s

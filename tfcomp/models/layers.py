@@ -1,8 +1,36 @@
 """Building blocks shared by tfcomp's model families."""
 import tensorflow as tf
+import tensorflow_compression as tfc
 
 from tfcomp import metrics
 from tfcomp import exact as exact_
+
+
+def _fixed_number(name):
+  """A property of GDN: the fixed value of parameter `name` as a Python float, or
+  tfc.GDN's own tensor when it is a trained parameter."""
+  base = getattr(tfc.GDN, name)
+
+  def get(self):
+    parameter = getattr(self, f"{name}_parameter")
+    if parameter is not None and not callable(parameter) and not isinstance(
+        parameter, tf.Variable):
+      return float(parameter)
+    return base.fget(self)
+  return property(get)
+
+
+class GDN(tfc.GDN):
+  """tensorflow-compression's GDN / IGDN, with fixed alpha and epsilon as Python numbers.
+
+  tfc.GDN holds a fixed alpha or epsilon as a constant tensor, so inside tf.function
+  autograph turns its `alpha == 1` / `epsilon == 1` shortcuts into tf.cond, and the
+  gradients of those into nested functions: a small HiFiC training step traced 101,801
+  ops in 48 s instead of 5,091 in 9 s. The arithmetic and the weights are tfc.GDN's.
+  """
+
+  alpha = _fixed_number("alpha")
+  epsilon = _fixed_number("epsilon")
 
 
 class Conv(tf.keras.layers.Conv2D):
