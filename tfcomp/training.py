@@ -321,6 +321,10 @@ def train(family, config, options, log=print, strategy=None):
       variable.assign(initial[name])
     groups = loss_groups(model)
     optimizers = [tf.keras.optimizers.Adam(learning_rate(options, 0)) for _ in groups]
+    # Slots now, not in the first step: a tf.function that creates variables is traced
+    # twice, and tracing is most of a short run's time.
+    for optimizer, (_, variables) in zip(optimizers, groups):
+      optimizer.build(variables)
   # Plain variables: each worker counts its steps alike, and only the chief evaluates.
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
   best = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_eval_loss")
