@@ -4,7 +4,7 @@
         --images ../shared/datasets/kodak [--limit 4] [--out out/portable] [--benchmarks_md]
 
 Every image is compressed with every model in this process. Fresh processes then decode
-all the files, one per setting, each a stand-in for another machine (an older instruction
+all the files, one per setting (as many at once as there are cores), each a stand-in for another machine (an older instruction
 set, another convolution backend, another thread count):
 
     ONEDNN_MAX_CPU_ISA=AVX     oneDNN limited to AVX (a CPU without AVX2 or AVX-512)
@@ -20,6 +20,7 @@ that only shape a reconstruction run in plain float, so other machines may round
 the other way: at most 1 is expected). Writes <out>/results.json and <out>/summary.md;
 --benchmarks_md replaces its section of BENCHMARKS.md. Exit status 1 if any check fails.
 """
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -121,8 +122,10 @@ def check(codec_names, images, workdir, settings=tuple(SETTINGS), log=print):
   with open(manifest, "w") as f:
     json.dump(entries, f)
   report = {name: {} for name in codec_names}
+  with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    runs = {setting: pool.submit(_decode_elsewhere, manifest, setting) for setting in settings}
   for setting in settings:
-    decoded = _decode_elsewhere(manifest, setting)
+    decoded = runs[setting].result()
     for name in codec_names:
       cells = {"ok": True, "max_diff": 0, "latents_identical": True, "failures": []}
       for entry in (e for e in entries if e["model"] == name):
