@@ -109,9 +109,11 @@ def test_lossy_export_codes_like_the_codec_in_a_fresh_process(family, tmp_path):
   sections = codec.compress(image)
   assert result["strings"] == [[sections["y"], sections["z"]]]
   np.testing.assert_array_equal(result["images"][0], codec.estimate(image)["x_hat"])
-  # tensorflow-compression's range decoder refuses garbage but decodes truncated strings
-  # to some image: an error or an image, never a dead process.
-  assert result["garbage"] and result["truncated"] is None
+  # tensorflow-compression's range decoder refuses garbage; a truncated string decodes to
+  # some image or is refused, as the (randomly initialized) weights make it: an error or
+  # an image, never a dead process.
+  assert result["garbage"]
+  assert result["truncated"] is None or "entropy_model" in result["truncated"]
 
 
 @pytest.mark.parametrize("family", sorted(helpers.TINY_LOSSLESS))
