@@ -96,9 +96,9 @@ def test_train_rejects_bad_options_before_it_starts(tmp_path, images, flag, valu
 
 
 def test_restore_starts_a_run_from_another_runs_weights(tmp_path, images, capsys):
-  tiny = ["--model", "srec", "--config", "small", "--train", images, "--batch_size", "2",
-          "--crop_size", "16", "--set=num_levels=1", "--set=num_features=8",
-          "--set=num_blocks=1", "--set=num_components=2"]
+  tiny = ["--model", "imgcomp", "--config", "b", "--train", images, "--batch_size", "2",
+          "--crop_size", "16", "--set=num_filters=8", "--set=num_stacks=0",
+          "--set=latent_channels=4", "--set=context_filters=4"]
   source = str(tmp_path / "source")
   _run(train, ["train.py", *tiny, "--logdir", source, "--steps", "2"])
   expected = models.load(os.path.join(source, "model.npz"))[1].get_weights()
