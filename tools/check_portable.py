@@ -205,8 +205,8 @@ def main(argv):
                f"--images={FLAGS.images}" + (f" --limit={FLAGS.limit}" if FLAGS.limit else "") +
                " --benchmarks_md")
     benchmarks_md.update_section(SECTION, f"`{command}` ({benchmarks_md.machine()}).\n\n"
-                                 "Files written in one process, decoded in a fresh one per "
-                                 "setting. Lossless: the decoded image equals the input. "
+                                 "Files written in one process (at the default effort), "
+                                 "decoded in a fresh one per setting. Lossless: the decoded image equals the input. "
                                  "Lossy: the decoded latents equal the encoder's, and the "
                                  "largest pixel difference from this machine's decoding.\n\n"
                                  + table)
