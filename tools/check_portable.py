@@ -4,8 +4,9 @@
         --images ../shared/datasets/kodak [--limit 4] [--out out/portable] [--benchmarks_md]
 
 Every image is compressed with every model in this process. Fresh processes then decode
-all the files, one per setting (as many at once as there are cores), each a stand-in for another machine (an older instruction
-set, another convolution backend, another thread count):
+all the files, one per setting (as many at once as there are cores), each a stand-in for
+another machine (an older instruction set, another convolution backend, another thread
+count):
 
     ONEDNN_MAX_CPU_ISA=AVX     oneDNN limited to AVX (a CPU without AVX2 or AVX-512)
     ONEDNN_MAX_CPU_ISA=SSE41   oneDNN limited to SSE4.1
@@ -206,9 +207,10 @@ def main(argv):
                " --benchmarks_md")
     benchmarks_md.update_section(SECTION, f"`{command}` ({benchmarks_md.machine()}).\n\n"
                                  "Files written in one process (at the default effort), "
-                                 "decoded in a fresh one per setting. Lossless: the decoded image equals the input. "
-                                 "Lossy: the decoded latents equal the encoder's, and the "
-                                 "largest pixel difference from this machine's decoding.\n\n"
+                                 "decoded in a fresh one per setting. Lossless: the decoded "
+                                 "image equals the input. Lossy: the decoded latents equal "
+                                 "the encoder's, and the largest pixel difference from this "
+                                 "machine's decoding.\n\n"
                                  + table)
   failed = [f for row in report.values() for cells in row.values() for f in cells["failures"]]
   for failure in failed:
