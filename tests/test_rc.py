@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcomp import base_layer, codecs, container, data, models, testing
+from tfcomp import base_layer, codecs, container, data, models, rc_streams, testing
 from tfcomp.codecs import lossless
 from tfcomp.models import rc
 
@@ -131,6 +131,28 @@ def test_info_shows_the_qp_and_the_split(tiny_codec):
   line = codecs.describe(parsed.sections, parsed.geometry, "rc")[-1]
   assert line == ("scale factors tau fitted on 1 of 1 tiles: " +
                   " ".join(f"{v:+d}/16" for v in k) + " (R G B log-scale)"), line
+
+
+def test_residual_stream_layout():
+  stream = rc_streams.pack_residual([2, -1, 0], b"coded")
+  assert stream == bytes([2, 255, 0]) + b"coded"
+  k, coded = rc_streams.unpack_residual(stream)
+  assert k.tolist() == [2, -1, 0] and coded == b"coded"
+  assert rc_streams.describe_tau(k) == "+2/16 -1/16 +0/16"
+  with pytest.raises(ValueError, match="33"):
+    rc_streams.pack_residual([33, 0, 0], b"")
+  with pytest.raises(ValueError, match="3 integers"):
+    rc_streams.pack_residual([1, 2], b"")
+
+
+def test_info_refuses_a_damaged_tau(tiny_codec):
+  image = testing.smooth_image(24, 24, 3, seed=6)
+  parsed, (base, residual) = _tile_streams(tiny_codec, image, 1)
+  mode = lossless.split_tiles(parsed.sections, parsed.geometry)[0][0]
+  sections = dict(parsed.sections)
+  sections[lossless.SECTION] = container.pack_chunks([mode, base, bytes([100]) + residual[1:]])
+  with pytest.raises(container.FormatError, match=r"tau steps \[100"):
+    codecs.describe(sections, parsed.geometry, "rc")
 
 
 def test_export_refuses_rc_with_the_reason(tiny_codec, monkeypatch):

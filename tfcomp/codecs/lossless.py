@@ -37,7 +37,7 @@ import zlib
 import imagecodecs
 import numpy as np
 
-from tfcomp import base_layer, codecs, container
+from tfcomp import base_layer, codecs, container, rc_streams
 from tfcomp.codecs import learned
 
 TILE = 1024
@@ -248,12 +248,11 @@ def _describe_rc_streams(model_tiles):
   share = 100 * base / max(1, base + residual)
   lines = [f"base layer: HEVC intra, QP {', '.join(map(str, qps))}: {base} bytes "
            f"({share:.1f}%); residual: {residual} bytes"]
-  # The residual's first three bytes: tau, per channel, in 1/16 steps of log-scale.
-  taus = [tuple(np.frombuffer(streams[1][:3], np.int8).tolist()) for streams in model_tiles]
-  fitted = [t for t in taus if any(t)]
+  taus = [rc_streams.unpack_residual(streams[1])[0] for streams in model_tiles]
+  fitted = [k for k in taus if np.any(k)]
   if fitted:
     lines.append(f"scale factors tau fitted on {len(fitted)} of {len(taus)} tiles"
-                 + (f": {' '.join(f'{k:+d}/16' for k in fitted[0])} (R G B log-scale)"
+                 + (f": {rc_streams.describe_tau(fitted[0])} (R G B log-scale)"
                     if len(taus) == 1 else ""))
   return lines
 

@@ -20,25 +20,24 @@ inside the coder.
 tau (the paper's per-image scale factors, fitted at encode time): per channel, the
 log-scales of every component move by tau_c = k_c / TAU_STEPS, k_c an integer in
 [-TAU_MAX, TAU_MAX] chosen to minimize the estimated bits and stored in the residual
-stream's first bytes. It is fitted where the coder does not adapt (effort 1): there it
-saves 0.4% (4 Kodak images, rc-small at step 1,750), while on top of the coder's online
-adaptation (effort 2, whose scale correction works per context rather than per channel) it
-saved 0.015%, for 0.35 s of encoding; so at effort 2, tau = 0.
+stream's first bytes (tfcomp.rc_streams). It is fitted where the coder does not adapt
+(effort 1): there it saves 0.4% (4 Kodak images, rc-small at step 1,750), while on top of
+the coder's online adaptation (effort 2, whose scale correction works per context rather
+than per channel) it saved 0.015%, for 0.35 s of encoding; so at effort 2, tau = 0.
 """
 import numpy as np
 import tensorflow as tf
 
-from tfcomp import base_layer, container
+from tfcomp import base_layer
 from tfcomp.entropy import (DiscretizedLogisticMixture, first_channels, initial_params,
                             num_params, split_params)
 from tfcomp.models import layers
+from tfcomp.rc_streams import TAU_MAX, TAU_STEPS, pack_residual, unpack_residual
 
 RGB_LEVELS = 256
 # About one level of logistic scale: the residual of a base at QP 12..14 has a standard
 # deviation of 1.5 to 3 levels.
 INITIAL_LOG_SCALE = -4.5
-TAU_STEPS = 16  # tau's resolution: 1/16 in log-scale
-TAU_MAX = 32  # |k| <= 32: factors in [e^-2, e^2] on the scales
 _TAU_SEARCH = (8, 4, 2, 1)  # coarse-to-fine steps of the search over k
 # tau is fitted on every 4th row: three numbers need no more, and the nine evaluations of
 # the whole tile's bits would cost more than its network (1.4 s against 1.3 s, kodim01).
@@ -358,7 +357,7 @@ class RC(tf.keras.Model):
     residual = self.mixture.compress(x[:, :height, :width, :channels],
                                      *self._coding_params(raw, base, k, channels),
                                      adaptation=adaptation).numpy()
-    return [tf.constant(base_stream), tf.constant(k.astype(np.int8).tobytes() + residual)]
+    return [tf.constant(base_stream), tf.constant(pack_residual(k, residual))]
 
   def decompress(self, streams, padded_shape, height, width, channels=3, adaptation=0):
     """Levels uint8 [1, height, width, channels] from `compress`'s streams (made with
@@ -369,14 +368,9 @@ class RC(tf.keras.Model):
     self._ensure_built()
     base_stream, residual = (s.numpy() if isinstance(s, tf.Tensor) else bytes(s)
                              for s in streams)
-    if len(residual) < 3:
-      raise container.FormatError("residual stream lacks its tau bytes")
-    k = np.frombuffer(residual[:3], np.int8).astype(np.int64)
-    if np.any(np.abs(k) > TAU_MAX):
-      raise container.FormatError(f"tau steps {k.tolist()} out of "
-                                  f"[-{TAU_MAX}, {TAU_MAX}]")
+    k, residual = unpack_residual(residual)
     raw, base = self._predict(base_stream, padded_shape, height, width)
-    return self.mixture.decompress(residual[3:], *self._coding_params(raw, base, k, channels),
+    return self.mixture.decompress(residual, *self._coding_params(raw, base, k, channels),
                                    adaptation=adaptation)
 
   def _check_tile(self, padded_shape, height, width, channels):
