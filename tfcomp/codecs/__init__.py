@@ -18,6 +18,13 @@ from tfcomp import container
 # Lossless files carry a CRC-32 of the pixels, so that a decoder that does not reproduce the
 # encoder's probabilities exactly fails loudly instead of returning a wrong image.
 PIXEL_CRC_SECTION = "pixel_crc32"
+
+
+def pixel_crc(image):
+  """The PIXEL_CRC_SECTION of `image`: the CRC-32 of its bytes in C order, 4 bytes LE."""
+  return zlib.crc32(np.ascontiguousarray(image).tobytes()).to_bytes(4, "little")
+
+
 # Files are coded on the CPU, even where TensorFlow sees a GPU: the exact arithmetic of
 # tfcomp.exact needs float32 operations that round as IEEE specifies, and GPU convolutions
 # may run in TF32 or through FFT and Winograd algorithms, which do not.
@@ -156,7 +163,7 @@ def compress(image, codec, refine_steps=0, effort=None):
   with _tf().device(ON_CPU):
     sections = dict(codec.compress(image, **kwargs))
   if codec.lossless:
-    sections[PIXEL_CRC_SECTION] = zlib.crc32(image.tobytes()).to_bytes(4, "little")
+    sections[PIXEL_CRC_SECTION] = pixel_crc(image)
   return container.write(container.Container(codec.name, codec.weights_hash, geometry,
                                              sections))
 
@@ -199,7 +206,6 @@ def decompress(data, load_codec):
   if image.shape != expected or image.dtype.itemsize * 8 != g.bit_depth:
     raise container.FormatError(f"decoded image {image.dtype} {image.shape} does not match "
                                 f"the header's {g.bit_depth}-bit {expected}")
-  if crc is not None and zlib.crc32(np.ascontiguousarray(image).tobytes()) != \
-      int.from_bytes(crc, "little"):
+  if crc is not None and pixel_crc(image) != crc:
     raise container.FormatError("decoded pixels do not match the encoder's checksum")
   return image, parsed

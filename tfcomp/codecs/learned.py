@@ -10,6 +10,17 @@ def padded_size(height, width, block):
   return -(-height // block) * block, -(-width // block) * block
 
 
+def edge_padded_tf(image, shape, block):
+  """[1, Hp, Wp, C]: `image` [H, W, C] of `shape` (H, W) padded to multiples of `block` by
+  repeating its last row and column, in TF ops: ModelCodec.padded's padding, for the
+  served models' traced functions (TensorFlow is imported here, not with this module)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  hp, wp = padded_size(shape[0], shape[1], block)
+  rows = tf.minimum(tf.range(hp), shape[0] - 1)
+  cols = tf.minimum(tf.range(wp), shape[1] - 1)
+  return tf.gather(tf.gather(image, rows, axis=0), cols, axis=1)[None]
+
+
 class ModelCodec(codecs.Codec):
   """A codec around a model stored as a models.save .npz, for 8-bit gray or RGB images.
 

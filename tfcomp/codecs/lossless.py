@@ -32,7 +32,6 @@ into a file and `unpack_served` takes back out.
 """
 import functools
 import struct
-import zlib
 
 import imagecodecs
 import numpy as np
@@ -301,7 +300,7 @@ def pack_served(model, weights_hash, strings, image, adaptation=SERVED_ADAPTATIO
     raise ValueError(f"a {image.shape[0]}x{image.shape[1]} image is more than one tile "
                      f"({TILE}x{TILE}), which a served model never codes")
   sections = {SECTION: container.pack_chunks([model_mode(adaptation), *strings]),
-              codecs.PIXEL_CRC_SECTION: zlib.crc32(image.tobytes()).to_bytes(4, "little")}
+              codecs.PIXEL_CRC_SECTION: codecs.pixel_crc(image)}
   return container.write(container.Container(model, weights_hash, codecs.geometry_of(image),
                                              sections))
 

@@ -56,10 +56,7 @@ class Serving(tf.Module):
   def padded(self, image, shape):
     """[1, Hp, Wp, 3]: `image` of `shape` padded to multiples of block_size by repeating its
     last row and column (the file codec's learned.ModelCodec.padded, in TF ops)."""
-    hp, wp = learned.padded_size(shape[0], shape[1], self.model.block_size)
-    rows = tf.minimum(tf.range(hp), shape[0] - 1)
-    cols = tf.minimum(tf.range(wp), shape[1] - 1)
-    return tf.gather(tf.gather(image, rows, axis=0), cols, axis=1)[None]
+    return learned.edge_padded_tf(image, shape, self.model.block_size)
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, CHANNELS], tf.uint8, name="image")])
   def compress(self, image):

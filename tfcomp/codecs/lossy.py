@@ -54,12 +54,7 @@ class Serving(tf.Module):
 
   def padded(self, image):
     """[1, Hp, Wp, 3]: `image` padded to multiples of block_size by repeating its edges."""
-    shape = tf.shape(image)
-    hp, wp = learned.padded_size(shape[0], shape[1], self.model.block_size)
-    rows = tf.minimum(tf.range(hp), shape[0] - 1)
-    cols = tf.minimum(tf.range(wp), shape[1] - 1)
-    x = tf.gather(tf.gather(image, rows, axis=0), cols, axis=1)
-    return x[None]
+    return learned.edge_padded_tf(image, tf.shape(image), self.model.block_size)
 
   @staticmethod
   def _to_image(x_hat, shape):
