@@ -306,23 +306,28 @@ def bd_rate_matrix(summary, quality_key="psnr"):
           for name, points in rd.items() if name.startswith("tfcomp:") and len(points) >= 4}
 
 
-def matched_rate_table(summary, quality_key):
+def _at_rate(points, bpp, log_rate):
+  """The quality of curve `points` [(bpp, quality)] at `bpp`, interpolated linearly in
+  bpp or in log-bpp; None outside the curve's range of rates."""
+  rates, values = zip(*points)
+  if not rates[0] <= bpp <= rates[-1]:
+    return None
+  if log_rate:
+    return float(np.interp(np.log(bpp), np.log(rates), values))
+  return float(np.interp(bpp, rates, values))
+
+
+def matched_rate_table(summary, quality_key, log_rate=False):
   """{tfcomp point: {classic curve: quality at the point's bpp}}, by linear interpolation
-  along each classic codec's curve (None where the curve does not reach that rate)."""
-  rd = curves(summary, quality_key)
-  table = {}
-  for s in summary:
-    if not s["codec"].startswith("tfcomp:") or s[quality_key] is None:
-      continue
-    row = {}
-    for name, points in rd.items():
-      if name.startswith("tfcomp:"):
-        continue
-      bpp, quality = zip(*points)
-      inside = bpp[0] <= s["bpp"] <= bpp[-1]
-      row[name] = float(np.interp(s["bpp"], bpp, quality)) if inside else None
-    table[s["codec"]] = row
-  return table
+  along each classic codec's curve, in bpp or (`log_rate`) in log-bpp (None where the
+  curve does not reach that rate), for the tfcomp points with that quality measured."""
+  others = {name: points for name, points in curves(summary, quality_key).items()
+            if not name.startswith("tfcomp:")}
+  return {s["codec"]: {name: _at_rate(points, s["bpp"], log_rate)
+                       for name, points in others.items()}
+          for s in summary
+          if s["codec"].startswith("tfcomp:") and s.get(quality_key) is not None
+          and s["bpp"] > 0}
 
 
 def lpips_at_rate(summary, curve, bpp):
@@ -346,19 +351,13 @@ def lpips_at_rate(summary, curve, bpp):
   rd = curves(summary, "lpips")
   if curve not in rd:
     raise ValueError(f"curve {curve!r} has no LPIPS; curves with LPIPS: {sorted(rd)}")
-  rates, values = zip(*rd[curve])
-  if not rates[0] <= bpp <= rates[-1]:
-    return None
-  return float(np.interp(np.log(bpp), np.log(rates), values))
+  return _at_rate(rd[curve], bpp, log_rate=True)
 
 
 def lpips_matched_rate_table(summary):
   """{tfcomp point: {classic curve: its LPIPS at the point's bpp}} (see lpips_at_rate), for
   the tfcomp points with LPIPS and the classic curves with LPIPS."""
-  others = [name for name in curves(summary, "lpips") if not name.startswith("tfcomp:")]
-  return {s["codec"]: {name: lpips_at_rate(summary, name, s["bpp"]) for name in others}
-          for s in summary
-          if s["codec"].startswith("tfcomp:") and s.get("lpips") is not None and s["bpp"] > 0}
+  return matched_rate_table(summary, "lpips", log_rate=True)
 
 
 _AXIS_LABELS = {"psnr": "PSNR-RGB (dB)", "ms_ssim": "MS-SSIM",
