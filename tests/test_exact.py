@@ -120,6 +120,18 @@ def test_snapped_kernels_compute_what_they_did():
   np.testing.assert_array_equal(layer.kernel * grid, np.round(layer.kernel * grid))
 
 
+def test_tanh_is_the_reference_table_eager_traced_and_compiled():
+  """Every grid input, eagerly, traced and under XLA: the table's exact values."""
+  table = exact.tanh_table()
+  k = tf.range(-8 * 4096, 8 * 4096 + 1, dtype=tf.float32) / 4096
+  for fn in (exact.tanh, tf.function(exact.tanh), tf.function(exact.tanh, jit_compile=True)):
+    assert fn(k).numpy().tobytes() == table.tobytes()
+  # Past the range, the ends; between grid points, the nearest one's value.
+  assert exact.tanh(tf.constant([-50.0, 50.0])).numpy().tolist() == [table[0], table[-1]]
+  between = exact.tanh(tf.constant([0.3 + 0.4 / 4096])).numpy()[0]
+  assert between == table[8 * 4096 + round(0.3 * 4096)]
+
+
 def test_tanh_table_is_tanh_on_the_coefficient_grid():
   x = tf.linspace(-10.0, 10.0, 20001)
   got = exact.tanh(x).numpy()
