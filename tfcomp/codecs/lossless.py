@@ -158,7 +158,8 @@ class LosslessModelCodec(learned.ModelCodec):
     """The model's SavedModel functions (lossless_serving.Serving), which tools/export.py
     saves; made on first use, as only the export needs them."""
     from tfcomp.codecs import lossless_serving  # pylint: disable=import-outside-toplevel
-    return lossless_serving.Serving(self.model)
+    # The default effort's adaptation (SERVED_ADAPTATION), or none for models without efforts.
+    return lossless_serving.Serving(self.model, TILE, coding_kwargs(self.adaptation_of(None)))
 
   def _tile_chunks(self, sections, geometry):
     """[(mode, streams)] of each tile of a file's sections, in raster order."""

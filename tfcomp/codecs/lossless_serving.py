@@ -21,35 +21,38 @@ String tensors are named *_bytes, so that TF Serving's REST API carries them bas
 """
 import tensorflow as tf
 
-from tfcomp.codecs import learned, lossless
+from tfcomp.codecs import learned
 from tfcomp.entropy.uniform import in_range
 
 CHANNELS = 3
 
 
 class Serving(tf.Module):
-  """compress / decompress of one RGB image of at most TILE x TILE as traced functions."""
+  """compress / decompress of one RGB image of at most `tile` x `tile` as traced functions.
 
-  def __init__(self, model):
+  The file codec that serves its model makes it (lossless.LosslessModelCodec.serving), with
+  its tile side and the keyword arguments it codes a tile with (`coding`: the adaptation
+  of the default effort, or none), so that the strings are that codec's streams.
+  """
+
+  def __init__(self, model, tile, coding):
     super().__init__(name="tfcomp_lossless_serving")
     # A SavedModel of this module needs the model's variables and the functions below. A
     # tracked Keras model would bring every layer's own traced functions along (several
     # times the saving time, twice the size), so the model is set past attribute tracking.
     self.model_weights = list(model.weights)
     object.__setattr__(self, "model", model)
-    adaptive = getattr(model, "adaptive_coding", False)
-    self.adaptation = lossless.SERVED_ADAPTATION if adaptive else 0
+    self.tile = int(tile)
     # The coding loops' keyword arguments: plain data, kept out of tracking as the model is.
-    object.__setattr__(self, "_coding", lossless.coding_kwargs(self.adaptation))
+    object.__setattr__(self, "_coding", dict(coding))
 
-  @staticmethod
-  def _checked(shape):
-    """`shape` [2], once both sides lie in [1, TILE]; InvalidArgumentError naming them."""
+  def _checked(self, shape):
+    """`shape` [2], once both sides lie in [1, tile]; InvalidArgumentError naming them."""
     checks = [
         tf.debugging.assert_positive(shape, message="image sides must be positive"),
         tf.debugging.assert_less_equal(
-            shape, lossless.TILE, message=f"a served model codes one tile: image sides "
-            f"must be at most {lossless.TILE} (the file codec tiles larger images)")]
+            shape, self.tile, message=f"a served model codes one tile: image sides "
+            f"must be at most {self.tile} (the file codec tiles larger images)")]
     with tf.control_dependencies(checks):
       return tf.identity(shape)
 
