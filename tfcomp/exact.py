@@ -149,9 +149,10 @@ def conv(x, kernel, bias, convolve, training=False, up=1, frozen=None):
   return tf.nn.bias_add(convolve(x_int, w_q * down_acc), b_q * down_acc)
 
 
+@functools.lru_cache(maxsize=None)
 def tanh_table():
-  """round(tanh(k / 4096) * 4096) / 4096 for k = -8 * 4096 .. 8 * 4096: what `tanh` computes,
-  for its tests (reference values, and the margin that makes them machine-independent).
+  """round(tanh(k / 4096) * 4096) / 4096 for k = -8 * 4096 .. 8 * 4096: the values `tanh`
+  looks up.
 
   Computed in float64; every entry lies more than 1e-7 grid steps from a rounding
   boundary (checked), so any tanh accurate to far less than that, as every float64 tanh
@@ -166,30 +167,25 @@ def tanh_table():
   return (np.round(t) / scale).astype(np.float32)
 
 
-def _grid_tanh():
-  """tanh_table's values, as TF ops: float64 tanh of every grid input, rounded to the grid
-  (the same values on every machine: a float64 tanh errs by about 1e-16, and no exact value
-  lies within 2e-11 of a rounding boundary)."""
+def _traced_tanh_table():
+  """tanh_table's values, computed by TF ops where a traced function runs: float64 tanh of
+  every grid input, rounded to the grid (the same values on every machine: a float64 tanh
+  errs by about 1e-16, and no exact value lies within 2e-11 of a rounding boundary)."""
   scale = 2.0**TANH_BITS
   grid = tf.range(-TANH_RANGE * scale, TANH_RANGE * scale + 1, dtype=tf.float64) / scale
   return tf.cast(tf.round(tf.tanh(grid) * scale) / scale, tf.float32)
-
-
-@functools.lru_cache(maxsize=None)
-def _eager_grid_tanh():
-  return _grid_tanh()
 
 
 def tanh(x):
   """tanh(x) on the 1/4096 grid, looked up in tanh_table's values for x rounded to the
   1/4096 grid in [-8, 8]; the gradient is tanh's.
 
-  Traced, the table is built by ops in the function (65,537 float64 tanh, a fraction of a
-  millisecond), not stored in it: a SavedModel would otherwise carry 256 KB per mixture.
-  Eagerly, it is built once.
+  Eagerly (the file codecs), the table is tanh_table's, checked on this machine. Traced, it
+  is built by ops in the function (65,537 float64 tanh, a fraction of a millisecond), not
+  stored in it: a SavedModel would otherwise carry 256 KB per mixture.
   """
   scale = 2.0**TANH_BITS
   index = tf.cast(tf.clip_by_value(tf.round(x * scale), -TANH_RANGE * scale,
                                    TANH_RANGE * scale) + TANH_RANGE * scale, tf.int32)
-  table = _grid_tanh() if tf.inside_function() else _eager_grid_tanh()
+  table = _traced_tanh_table() if tf.inside_function() else tanh_table()
   return _ste(tf.tanh(x), tf.gather(table, index))
