@@ -57,6 +57,9 @@ def tool(name):
 TINY_LOSSY = {"num_filters": 16, "latent_channels": 24, "hyper_filters": 16}
 TINY_HIFIC = {"num_filters": 4, "latent_channels": 8, "hyper_filters": 8,
               "num_residual_blocks": 1, "discriminator_filters": 4}
+# HiFiC on an HEVC base layer (transforms "layered").
+TINY_LAYERED = {"transforms": "layered", "base_codec": "hevc", "qp": 40, "train_qps": [38, 42],
+                "fusion_filters": 8, "fusion_blocks": 1}
 TINY_LOSSLESS = {
     "l3c": {"num_features": 8, "num_blocks": 1, "num_components": 3, "num_scales": 2},
     "srec": {"num_features": 8, "num_blocks": 1, "num_components": 3, "num_levels": 2,
@@ -64,14 +67,15 @@ TINY_LOSSLESS = {
 }
 
 
-def tiny_lossy_codec(path, family="hyperprior"):
+def tiny_lossy_codec(path, family="hyperprior", **overrides):
   """A codec around a small, untrained, coding-ready `family` model (hyperprior or
-  hific) saved to `path`."""
+  hific; config fields changed by `overrides`) saved to `path`."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from tfcomp import models  # pylint: disable=import-outside-toplevel
   from tfcomp.codecs import lossy  # pylint: disable=import-outside-toplevel
   tf.random.set_seed(2)
-  model = models.build(family, TINY_HIFIC if family == "hific" else TINY_LOSSY)
+  model = models.build(family, {**(TINY_HIFIC if family == "hific" else TINY_LOSSY),
+                                **overrides})
   model = model.coding_copy()
   models.save(model, family, path)
   return lossy.LossyModelCodec(f"{family}-tiny", str(path))

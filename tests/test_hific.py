@@ -5,6 +5,7 @@ The LPIPS in the loss is a small stand-in network (tfcomp.lpips.save_standin) gi
 TFCOMP_LPIPS_WEIGHTS, so these tests run where ../shared is absent; test_lpips checks the
 real weights where they are.
 """
+import dataclasses
 import json
 import os
 
@@ -12,7 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcomp import codecs, configs, io as tfcomp_io, lpips, models, testing, training
+from tfcomp import (base_layer, codecs, configs, container, io as tfcomp_io, lpips, models,
+                    testing, training)
 
 import helpers
 
@@ -178,3 +180,126 @@ def test_a_trained_hyperprior_starts_a_hific_with_its_transforms(tmp_path, tiny_
                                 source.h_s(y[..., :source.hyper_filters]))
   with pytest.raises(ValueError, match="family 'hific', not 'hyperprior'"):  # not backwards
     training._restore_weights(source, "hyperprior", tiny_codec.weights_path)  # pylint: disable=protected-access
+
+
+# -- HiFiC on a base layer (transforms "layered") ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def layered_codec(tmp_path_factory):
+  return helpers.tiny_lossy_codec(tmp_path_factory.mktemp("layered") / "tiny.npz", "hific",
+                                  **helpers.TINY_LAYERED)
+
+
+def test_layered_config_round_trips_and_is_validated():
+  model = _tiny(**helpers.TINY_LAYERED)
+  assert models.build("hific", model.get_config()).get_config() == model.get_config()
+  assert model.stream_names == ("base", "y", "z") and not model.graph_coding
+  assert not model.refines and _tiny().refines and _tiny().graph_coding
+  for bad, message in (({"base_codec": None}, "base_codec"), ({"qp": 52}, "QP"),
+                       ({"train_qps": []}, "train_qps"), ({"fusion_blocks": -1},
+                                                          "fusion_blocks")):
+    with pytest.raises(ValueError, match=message):
+      _tiny(**{**helpers.TINY_LAYERED, **bad})
+  with pytest.raises(ValueError, match="belong to layered"):
+    _tiny(qp=30)
+
+
+def test_an_untrained_layered_model_reconstructs_its_base_and_counts_its_bits():
+  """The fusion starts at zero: x_hat is the HEVC base, whose real bits the output adds to
+  the latents' (for [B, H, W, 3] inputs, whose bases it codes); the loss's rate is the
+  latents' alone, and a cached pair [B, H, W, 6] has no base bits."""
+  model = _tiny(**helpers.TINY_LAYERED)
+  x = _crops(side=64)
+  out = model(x, training=False)
+  for i in range(2):
+    data, base = base_layer.reconstruct(x[i].numpy(), 40)
+    np.testing.assert_array_equal(out["x_b"][i], base)
+    assert float(out["bits_base"][i]) == 8 * len(data)
+  np.testing.assert_allclose(out["x_hat"], tf.cast(out["x_b"], tf.float32), atol=1e-3)
+  np.testing.assert_allclose(out["bits"], out["bits_y"] + out["bits_z"] + out["bits_base"])
+  _, scalars = model.loss_and_scalars(x, out)
+  np.testing.assert_allclose(scalars["bpp/latents"] + scalars["bpp/base"], scalars["bpp"],
+                             rtol=1e-5)
+  paired = tf.concat([x, tf.cast(out["x_b"], tf.uint8)], -1)
+  trained = model(paired, training=True)
+  assert float(tf.reduce_sum(trained["bits_base"])) == 0.0
+  loss, scalars = model.loss_and_scalars(paired, trained, step=0)
+  assert np.isfinite(float(loss)) and "d_loss" in scalars
+  with pytest.raises(ValueError, match="image and base"):
+    model(tf.zeros((1, 64, 64, 4), tf.uint8))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (37, 23, 1), (70, 130, 3)])
+def test_layered_files_decode_to_the_reconstruction_of_the_non_coded_path(layered_codec,
+                                                                          shape):
+  image = testing.smooth_image(*shape, seed=4)
+  data = codecs.compress(image, layered_codec)
+  decoded, _ = codecs.decompress(data, lambda _: layered_codec)
+  assert decoded.shape == image.shape and decoded.dtype == np.uint8
+  np.testing.assert_array_equal(decoded, layered_codec.estimate(image)["x_hat"])
+  estimate = layered_codec.estimate(image)["bits"]
+  sections = container.read(data).sections
+  assert sorted(sections) == ["base", "y", "z"]
+  assert abs(8 * sum(map(len, sections.values())) - estimate) < 0.05 * estimate + 64
+
+
+def test_a_damaged_base_layer_is_a_format_error(layered_codec):
+  image = testing.smooth_image(64, 64, 3, seed=5)
+  data = codecs.compress(image, layered_codec)
+  parsed = container.read(data)
+  base = parsed.sections["base"]
+  for damaged_base in (base[:len(base) // 2], b"", bytes([40]) + b"\0" * 30):
+    damaged = container.write(dataclasses.replace(
+        parsed, sections={**parsed.sections, "base": damaged_base}))
+    with pytest.raises(container.FormatError):
+      codecs.decompress(damaged, lambda _: layered_codec)
+
+
+def test_layered_models_refuse_refinement_and_export(layered_codec, monkeypatch):
+  assert not layered_codec.refines
+  with pytest.raises(ValueError, match="refine"):
+    codecs.compress(testing.smooth_image(64, 64, 3), layered_codec, refine_steps=2)
+  export = helpers.tool("export")
+  monkeypatch.setattr(export.toolbox, "load_codec", lambda model, weights: layered_codec)
+  with pytest.raises(export.app.UsageError, match="outside TensorFlow's graph"):
+    export.load_codec("hific-tiny", None)
+
+
+def test_layered_hific_trains_through_the_tool_beside_cached_bases(tmp_path):
+  train = helpers.tool("train")
+  images = tmp_path / "images"
+  images.mkdir()
+  for i in range(2):
+    tfcomp_io.write_png(str(images / f"{i}.png"), testing.smooth_image(80, 80, 3, seed=i))
+  config = {**configs.load("hific", "layered-mi"), **helpers.TINY_HIFIC,
+            **helpers.TINY_LAYERED, "warmup_steps": 1}
+  (tmp_path / "tiny.json").write_text(json.dumps(config))
+  train.main(["train.py", "--model", "hific", "--config", str(tmp_path / "tiny.json"),
+              "--train", str(images), "--batch_size", "2", "--crop_size", "64",
+              "--steps", "1", "--logdir", str(tmp_path / "run"),
+              "--cache_dir", str(tmp_path / "cache")])
+  assert len(os.listdir(tmp_path / "cache")) == 2 * len(config["train_qps"])
+  _, model = models.load(str(tmp_path / "run" / "model.npz"))
+  assert model.get_config()["transforms"] == "layered"
+
+
+def test_freeze_sets_the_base_qp_of_one_trained_layered_model(tmp_path):
+  """One trained model, several rate points: tools/freeze.py --set qp=... keeps every
+  weight and refuses fields that would change them."""
+  freeze = helpers.tool("freeze")
+  model = _tiny(**helpers.TINY_LAYERED)
+  models.build_variables(model)
+  models.save(model, "hific", str(tmp_path / "model.npz"))
+  freeze.main(["freeze.py", "--weights", str(tmp_path / "model.npz"), "--set", "qp=44",
+               "--out", str(tmp_path / "q44.npz")])
+  _, frozen = models.load(str(tmp_path / "q44.npz"))
+  assert frozen.qp == 44 and frozen.compression
+  image = testing.smooth_image(64, 64, 3, seed=6)
+  reference = model.coding_copy()
+  reference.qp = 44
+  np.testing.assert_array_equal(frozen(tf.constant(image[None]))["x_hat"],
+                                reference(tf.constant(image[None]))["x_hat"])
+  with pytest.raises(ValueError, match="change the model's weights"):
+    freeze.main(["freeze.py", "--weights", str(tmp_path / "model.npz"), "--set",
+                 "fusion_filters=4", "--out", str(tmp_path / "bad.npz")])

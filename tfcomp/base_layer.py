@@ -61,7 +61,7 @@ def inverse_ycbcr(ycc):
   return np.clip(np.stack([r, g, b], -1), 0, 255).astype(np.uint8)
 
 
-def _check_qp(qp):
+def check_qp(qp):
   if not isinstance(qp, (int, np.integer)) or not QP_MIN <= qp <= QP_MAX:
     raise ValueError(f"QP must be an integer in [{QP_MIN}, {QP_MAX}], got {qp!r}")
 
@@ -77,7 +77,7 @@ def _heif():
 
 def encode(rgb, qp):
   """Base-layer bytes of uint8 rgb [h, w, 3] at HEVC quantizer `qp`: the QP, then HEIF."""
-  _check_qp(qp)
+  check_qp(qp)
   rgb = np.asarray(rgb)
   if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or not rgb.size:
     raise ValueError(f"need a non-empty uint8 [h, w, 3] image, got {rgb.dtype} {rgb.shape}")
@@ -154,7 +154,7 @@ def cached_reconstructions(files, qps, cache_dir, log=None):
     image = None
     result[path] = []
     for qp in qps:
-      _check_qp(qp)
+      check_qp(qp)
       target = os.path.join(cache_dir, f"{digest}-qp{qp}.png")
       if not os.path.exists(target):
         if image is None:

@@ -58,7 +58,7 @@ def load_codec(model, weights):
                          f"in-process: tfcomp compress --model {codec.name}")
   if not getattr(codec.model, "graph_coding", True):
     raise app.UsageError(f"{codec.name} does not export as a SavedModel: its {codec.family} "
-                         "coding runs outside TensorFlow's graph (RC's base layer codes "
+                         "coding runs outside TensorFlow's graph (its base layer codes "
                          f"through libheif); code with it in-process: tfcomp compress "
                          f"--model {codec.name}")
   return codec

@@ -2,6 +2,10 @@
 
     python tools/freeze.py --weights runs/hp-q1/model.npz --out tfcomp/zoo/weights/NAME.npz
     python tools/freeze.py --logdir runs/hp-q1 --out NAME.npz     (its latest checkpoint)
+    python tools/freeze.py --logdir runs/hific-layered --set qp=43 --out NAME.npz
+
+--set changes a config field that holds no weights (a layered HiFiC's base QP: one trained
+model, several rate points).
 
 tools/train.py saves models as trained. Lossy models code with range-coding tables computed
 once from the trained prior and stored with the weights, so a decoder never rebuilds them;
@@ -13,7 +17,7 @@ the weights hash.
 from absl import app, flags
 
 import toolbox  # first: it puts the repository on the path
-from tfcomp import io as tfcomp_io, models, training  # pylint: disable=wrong-import-order
+from tfcomp import configs, io as tfcomp_io, models, training  # pylint: disable=wrong-import-order
 from tfcomp.models import layers
 
 FLAGS = flags.FlagValues()
@@ -22,6 +26,25 @@ flags.DEFINE_string("weights", None, "a model .npz written by tools/train.py",
 flags.DEFINE_string("logdir", None, "a tools/train.py run: freeze its latest checkpoint "
                     "(instead of --weights)", flag_values=FLAGS)
 flags.DEFINE_string("out", None, "the coding-ready .npz to write", flag_values=FLAGS)
+flags.DEFINE_multi_string("set", [], "override a config field that holds no weights: "
+                          "key=value (value is JSON)", flag_values=FLAGS)
+
+
+def with_config(family, model, overrides):
+  """A copy of `model` built from its config with `overrides` ({field: value}) and holding
+  its weights; ValueError for an unknown field or one that changes the weights."""
+  config = model.get_config()
+  unknown = sorted(set(overrides) - set(config))
+  if unknown:
+    raise ValueError(f"unknown config fields {unknown}; fields: {sorted(config)}")
+  copy = models.build(family, {**config, **overrides})
+  models.build_variables(copy)
+  if [tuple(v.shape) for v in copy.weights] != [tuple(v.shape) for v in model.weights]:
+    raise ValueError(f"{sorted(overrides)} change the model's weights; only fields that "
+                     "hold none can be set here")
+  for source, target in zip(model.weights, copy.weights):
+    target.assign(source)
+  return copy
 
 
 def freeze(family, model):
@@ -47,6 +70,8 @@ def main(argv):
   else:
     family, model, step = training.load_run(FLAGS.logdir)
     source = f"{FLAGS.logdir} at step {step}"
+  if FLAGS.set:
+    model = with_config(family, model, configs.parse_overrides(FLAGS.set))
   frozen = freeze(family, model)
   tfcomp_io.write_atomic(FLAGS.out, frozen)
   print(f"{source} -> {FLAGS.out} ({len(frozen) / 1e6:.2f} MB)")

@@ -19,7 +19,9 @@ one section per stream, holding the bare string of a one-tile image, or the stri
 every tile (container.pack_chunks) otherwise.
 
 All coding runs through the traced functions of `Serving`, the same ones `tools/export.py`
-writes into a SavedModel, so files and SavedModel outputs are the same bytes.
+writes into a SavedModel, so files and SavedModel outputs are the same bytes; a model
+whose coding leaves TensorFlow's graph (`graph_coding` False: HiFiC on an HEVC base layer)
+codes through its own compress and decompress, in-process only.
 """
 import numpy as np
 import tensorflow as tf
@@ -98,7 +100,8 @@ class LossyModelCodec(learned.ModelCodec):
       raise ValueError(f"{weights_path} holds a model without frozen range-coding tables; "
                        "write a coding-ready copy with tools/freeze.py")
     self.serving = Serving(self.model)
-    self.refines = hasattr(self.model, "refine_latents")
+    self.graph_coding = getattr(self.model, "graph_coding", True)
+    self.refines = getattr(self.model, "refines", hasattr(self.model, "refine_latents"))
     # Not on Serving: a SavedModel serves only the plain encoder.
     self._compress_latents = tf.function(
         lambda y, z: tf.stack(self.model.compress_latents(y, z)), reduce_retracing=True)
@@ -128,6 +131,8 @@ class LossyModelCodec(learned.ModelCodec):
     return self.model.refine_latents(self.serving.padded(tile), refine_steps)
 
   def _compress_tile(self, tile, refine_steps):
+    if not self.graph_coding:
+      return self.model.compress(self.padded(tile))
     if not refine_steps:
       return self.serving.compress(tile)["strings_bytes"].numpy()
     return self._compress_latents(*self._refined_latents(tf.constant(tile), refine_steps)).numpy()
@@ -158,8 +163,13 @@ class LossyModelCodec(learned.ModelCodec):
   def decompress(self, sections, geometry):
     rgb = np.empty((geometry.height, geometry.width, 3), np.uint8)
     for (top, left, h, w), strings in self._tile_strings(sections, geometry):
-      tile = self.serving.decompress(strings, tf.constant([h, w], tf.int32))
-      rgb[top:top + h, left:left + w] = tile["image"].numpy()
+      if self.graph_coding:
+        tile = self.serving.decompress(strings, tf.constant([h, w], tf.int32))["image"]
+      else:
+        x_hat = self.model.decompress(strings, *learned.padded_size(h, w,
+                                                                    self.model.block_size))
+        tile = Serving._to_image(x_hat, (h, w))
+      rgb[top:top + h, left:left + w] = tile.numpy()
     return self._as_channels(rgb, geometry.channels)
 
   def decompress_latents(self, sections, geometry):

@@ -38,11 +38,30 @@ warm-started from. A frozen (compression) model never holds D: decoding does not
 
 As in the paper, g_s is trained on y rounded around the mean (straight-through), the
 values it decodes from.
+
+With transforms="layered" the codec leans on a lossy base layer, as RC (Mentzer et al.,
+CVPR 2020) does for lossless coding: HEVC intra (tfcomp.base_layer, exactly decoded
+everywhere) codes the image at a QP, and the learned codec adds what the base lacks:
+
+    x --HEVC at QP--> base bytes --decode--> x_b
+    (x - x_b, x_b) --g_a--> y --(hyperprior as above)--> y_hat
+    y_hat --3 transposed convs--> features at 1/2 resolution --+
+    x_b --space_to_depth 2---------------------------------------+--fusion (residual
+         blocks)--> depth_to_space 2 --> + x_b = x_hat
+
+The fusion's last convolution starts at zero, so an untrained model reconstructs x_b
+itself; training (the same losses, D conditioned on y_hat) then moves x_hat where LPIPS
+and D prefer, spending latent bits (in y, or in z through h_s's means) where the base alone
+cannot get there. The rate terms
+count y and z only: the base's bits do not depend on the weights. One set of weights
+serves every QP it trained on (`train_qps`); a config's `qp` picks the rate. Its coding
+runs libheif in Python, outside TensorFlow's graph, so it has no SavedModel.
 """
+import numpy as np
 import tensorflow as tf
 
-from tfcomp import lpips
-from tfcomp.models import hyperprior
+from tfcomp import base_layer, lpips
+from tfcomp.models import hyperprior, layers
 
 
 def _channel_norm(name):
@@ -99,6 +118,40 @@ class _Generator(tf.keras.layers.Layer):
   def call(self, y_hat):
     h = self.head(y_hat)
     return self.tail(h + self.blocks(h))
+
+
+class _LayeredGenerator(tf.keras.layers.Layer):
+  """g_s on a base layer: called on (y_hat, x_b in 0..1), returns x_hat in 0..1 (see the
+  module docstring). y_hat reaches half resolution through three 2x transposed
+  convolutions; the fusion works on x_b folded 2x2 and those features, so its cost per
+  pixel is a quarter of a full-resolution network's."""
+
+  def __init__(self, num_filters, fusion_filters, fusion_blocks, **kwargs):
+    super().__init__(**kwargs)
+    self.upsample = tf.keras.Sequential(
+        [tf.keras.layers.Conv2DTranspose(num_filters, 5, strides=2, padding="same",
+                                         activation="relu", name=f"up_{i}")
+         for i in range(3)], name="upsample")
+    self.fusion = tf.keras.Sequential([
+        tf.keras.layers.Conv2D(fusion_filters, 3, padding="same", name="head"),
+        layers.ResidualBody(fusion_filters, fusion_blocks, name="body"),
+        # Zero at the start: x_hat = x_b until training has learnt better.
+        tf.keras.layers.Conv2D(12, 3, padding="same", kernel_initializer="zeros",
+                               name="out")], name="fusion")
+
+  @property
+  def layers(self):  # what Hyperprior.coding_copy copies weight by weight
+    return [self.upsample, self.fusion]
+
+  def build(self, input_shape):
+    self.upsample.build(input_shape)
+    self.fusion.build((None, None, None, self.upsample.layers[-1].filters + 12))
+    super().build(input_shape)
+
+  def call(self, inputs):
+    y_hat, base = inputs
+    h = tf.concat([self.upsample(y_hat), tf.nn.space_to_depth(base - 0.5, 2)], -1)
+    return base + tf.nn.depth_to_space(self.fusion(h), 2)
 
 
 class SpectralConv(tf.keras.layers.Conv2D):
@@ -174,7 +227,7 @@ class Discriminator(tf.keras.layers.Layer):
     return self.out(h, training=training)[..., 0]
 
 
-TRANSFORMS = ("hific", "hyperprior")
+TRANSFORMS = ("hific", "hyperprior", "layered")
 
 
 class HiFiC(hyperprior.Hyperprior):
@@ -192,8 +245,10 @@ class HiFiC(hyperprior.Hyperprior):
       transforms "hyperprior": N, the width of Ballé's transforms.
     latent_channels: M, channels of y (220).
     hyper_filters: channels of h_a / h_s and of z (320).
-    transforms: "hific", the paper's g_a and g_s, or "hyperprior", the GDN transforms of
-      tfcomp.models.hyperprior, whose weights a trained hyperprior provides (see below).
+    transforms: "hific", the paper's g_a and g_s, "hyperprior", the GDN transforms of
+      tfcomp.models.hyperprior, whose weights a trained hyperprior provides (see below),
+      or "layered": coding on a base layer (the module docstring), g_a four stride-2 5x5
+      convolutions of width F with ReLUs.
     num_residual_blocks: g_s's residual blocks (9; "hific" transforms only).
     discriminator_filters: D's first width (64).
     k_m, k_p: weights of MSE (on 0..255 values) and of LPIPS.
@@ -203,6 +258,11 @@ class HiFiC(hyperprior.Hyperprior):
     lambda_a, lambda_b: the rate weight while the batch's rate is above / below r_t.
     warmup_steps, warmup_factor: the rate weight is multiplied by warmup_factor during
       the first warmup_steps training steps.
+    base_codec: the base layer's codec (tfcomp.base_layer.BASE_CODECS); "layered" only.
+    qp: the base layer's quantizer when coding ("layered").
+    train_qps: the quantizers of the training bases, one drawn per crop ("layered").
+    fusion_filters, fusion_blocks: width and residual blocks of the layered generator's
+      fusion network.
     num_scales, scale_min, scale_max, kernel_parameter, compression: as Hyperprior's.
   """
 
@@ -210,8 +270,10 @@ class HiFiC(hyperprior.Hyperprior):
                transforms="hific", num_residual_blocks=9, discriminator_filters=64,
                k_m=0.075 * 2 ** -5,
                k_p=1.0, beta=0.15, target_bpp=0.14, lambda_a=2.0, lambda_b=2 ** -4,
-               warmup_steps=50000, warmup_factor=2.0, num_scales=64, scale_min=0.11,
-               scale_max=256.0, kernel_parameter="rdft", compression=False, **kwargs):
+               warmup_steps=50000, warmup_factor=2.0, base_codec=None, qp=None,
+               train_qps=(), fusion_filters=48, fusion_blocks=3, num_scales=64,
+               scale_min=0.11, scale_max=256.0, kernel_parameter="rdft", compression=False,
+               **kwargs):
     for arg, value in (("num_residual_blocks", num_residual_blocks),
                        ("warmup_steps", warmup_steps + 1)):
       if value < 1:
@@ -224,8 +286,28 @@ class HiFiC(hyperprior.Hyperprior):
       raise ValueError(f"target_bpp must be positive, got {target_bpp}")
     if transforms not in TRANSFORMS:
       raise ValueError(f"transforms must be one of {TRANSFORMS}, got {transforms!r}")
+    self.layered = transforms == "layered"
+    train_qps = tuple(int(q) for q in train_qps)
+    if self.layered:
+      if base_codec not in base_layer.BASE_CODECS:
+        raise ValueError(f"layered transforms need base_codec in {base_layer.BASE_CODECS}, "
+                         f"got {base_codec!r}")
+      for q in (qp, *train_qps):
+        base_layer.check_qp(q)
+      if not train_qps:
+        raise ValueError("layered transforms need train_qps, the training bases' QPs")
+      for arg, value in (("fusion_filters", fusion_filters),
+                         ("fusion_blocks", fusion_blocks + 1)):
+        if value < 1:
+          raise ValueError(f"{arg} is too small: {value}")
+    elif base_codec is not None or qp is not None or train_qps:
+      raise ValueError(f"base_codec, qp and train_qps belong to layered transforms, not "
+                       f"{transforms!r}")
+    self.base_codec, self.qp = base_codec, qp
+    self.fusion_filters, self.fusion_blocks = int(fusion_filters), int(fusion_blocks)
     # Read by _image_transforms, which Hyperprior's constructor calls.
     self.transforms = transforms
+    self.analysis_channels = 6 if self.layered else 3  # x - x_b, x_b
     self._generator_config = (int(num_filters), int(num_residual_blocks))
     super().__init__(num_filters=num_filters, latent_channels=latent_channels,
                      hyper_filters=hyper_filters, variant="mean_scale", distortion="mse",
@@ -233,6 +315,7 @@ class HiFiC(hyperprior.Hyperprior):
                      ste_decoder=True, kernel_parameter=kernel_parameter,
                      compression=compression, **kwargs)
     self.num_residual_blocks = int(num_residual_blocks)
+    self.train_qps = train_qps  # after Model's constructor, which may see it empty
     self.discriminator_filters = int(discriminator_filters)
     self.k_m, self.k_p, self.beta = float(k_m), float(k_p), float(beta)
     self.target_bpp = float(target_bpp)
@@ -244,10 +327,34 @@ class HiFiC(hyperprior.Hyperprior):
       self.discriminator.build(((None, None, None, 3),
                                 (None, None, None, self.latent_channels)))
 
+  @property
+  def graph_coding(self):
+    """Whether compress / decompress trace into a SavedModel: not on a base layer, which
+    codes through libheif in Python."""
+    return not self.layered
+
+  @property
+  def stream_names(self):  # the strings of `compress`, as the file's sections
+    return ("base", "y", "z") if self.layered else ("y", "z")
+
+  @property
+  def refines(self):
+    """Whether the encoder can fit latents to an image (`refine_latents`): not on a base
+    layer, whose reconstruction that fit does not model."""
+    return not self.layered
+
   def _image_transforms(self):
     if self.transforms == "hyperprior":
       return super()._image_transforms()
     num_filters, blocks = self._generator_config
+    if self.layered:
+      g_a = tf.keras.Sequential(
+          [tf.keras.layers.Conv2D(num_filters, 5, strides=2, padding="same",
+                                  activation="relu", name=f"conv_{i}") for i in range(3)] +
+          [tf.keras.layers.Conv2D(self.latent_channels, 5, strides=2, padding="same",
+                                  name="conv_3")], name="g_a")
+      return g_a, _LayeredGenerator(num_filters, self.fusion_filters, self.fusion_blocks,
+                                    name="g_s")
     layers = [tf.keras.layers.Conv2D(num_filters, 7, padding="same", name="conv_0"),
               _channel_norm("norm_0"), tf.keras.layers.ReLU()]
     for i in range(1, 5):
@@ -269,6 +376,9 @@ class HiFiC(hyperprior.Hyperprior):
             "k_p": self.k_p, "beta": self.beta, "target_bpp": self.target_bpp,
             "lambda_a": self.lambda_a, "lambda_b": self.lambda_b,
             "warmup_steps": self.warmup_steps, "warmup_factor": self.warmup_factor,
+            **({"base_codec": self.base_codec, "qp": self.qp,
+                "train_qps": list(self.train_qps), "fusion_filters": self.fusion_filters,
+                "fusion_blocks": self.fusion_blocks} if self.layered else {}),
             "num_scales": self.num_scales, "scale_min": self.scale_min,
             "scale_max": self.scale_max, "kernel_parameter": self.kernel_parameter,
             "compression": self.compression}
@@ -281,12 +391,75 @@ class HiFiC(hyperprior.Hyperprior):
     return [("loss", [v for v in self.trainable_variables if id(v) not in critic]),
             ("d_loss", self.discriminator.trainable_variables)]
 
+  # -- the base layer ("layered") ----------------------------------------------------------
+
+  def with_base(self, x):
+    """(x [B, H, W, 6]: images beside their base reconstructions, base bits [B] or None):
+    an input of [B, H, W, 6] (the training pipeline's cached pairs, whose base size is
+    unknown) as it is; of [B, H, W, 3] with its bases coded here, at `qp`."""
+    x = tf.convert_to_tensor(x)
+    if x.shape[-1] == 6:
+      return x, None
+    if x.shape[-1] != 3:
+      raise ValueError(f"layered HiFiC takes images [B, H, W, 3] or image and base "
+                       f"[B, H, W, 6], got shape {x.shape}")
+    base, bits = tf.numpy_function(self._code_bases, [x], [tf.uint8, tf.float32],
+                                   stateful=False)
+    return (tf.concat([x, tf.ensure_shape(base, x.shape)], -1),
+            tf.ensure_shape(bits, x.shape[:1]))
+
+  def _code_bases(self, x):
+    coded = [base_layer.reconstruct(image, self.qp) for image in np.asarray(x, np.uint8)]
+    return (np.stack([base for _, base in coded]),
+            np.array([8.0 * len(data) for data, _ in coded], np.float32))
+
+  def analysis(self, x):
+    if not self.layered:
+      return super().analysis(x)
+    x = tf.cast(x, tf.float32)
+    y = self.g_a(tf.concat([x[..., :3] - x[..., 3:], x[..., 3:]], -1) / 255.0)
+    return y, self.h_a(y)
+
+  def reconstruct(self, y_hat, x):
+    if not self.layered:
+      return super().reconstruct(y_hat, x)
+    return self.synthesis_on_base(y_hat, x[..., 3:])
+
+  def synthesis_on_base(self, y_hat, base):
+    """x_hat float [B, H, W, 3] (0..255, unrounded) of decoded latents and the base
+    reconstruction (0..255) they refine ("layered")."""
+    return self.g_s((y_hat, tf.cast(base, tf.float32) / 255.0)) * 255.0
+
+  def training_companions(self, files, cache_dir, log=None):
+    """{training image: [its base reconstruction at each of train_qps]} (see
+    tfcomp.training), coded once into `cache_dir`; None unless layered."""
+    if not self.layered:
+      return None
+    return base_layer.cached_reconstructions(files, self.train_qps, cache_dir, log=log)
+
   def call(self, x, training=False, latents=None):
     """Hyperprior's outputs; in training with a discriminator also "d_real" and "d_fake",
-    D's logits on x and on x_hat, both conditioned on stop_gradient(y_hat)."""
+    D's logits on x and on x_hat, both conditioned on stop_gradient(y_hat).
+
+    Layered: x is [B, H, W, 3] (its base layers coded here) or [B, H, W, 6] (images and
+    base reconstructions); "bits" and "bpp" then include the base's bits where known
+    ("bits_base", 0 where not), and "x_b" is the base reconstruction.
+    """
+    if not self.layered:
+      return self._call(x, training, latents)
+    x, base_bits = self.with_base(x)
+    out = self._call(x, training, latents)
+    base_bits = tf.zeros_like(out["bits"]) if base_bits is None else base_bits
+    pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
+    out.update(bits=out["bits"] + base_bits, bits_base=base_bits,
+               bpp=out["bpp"] + tf.reduce_sum(base_bits) / pixels,
+               bpp_base=tf.reduce_sum(base_bits) / pixels, x_b=x[..., 3:])
+    return out
+
+  def _call(self, x, training, latents):
     out = super().call(x, training=training, latents=latents)
     if training and self.discriminator is not None:
-      x = tf.cast(x, tf.float32)
+      x = tf.cast(x, tf.float32)[..., :3]
       y_hat = tf.stop_gradient(out["y_hat"])
       # One pass over real and fake: D's gradient through x_hat reaches only the
       # generator's loss, and each loss group differentiates its own variables.
@@ -305,16 +478,22 @@ class HiFiC(hyperprior.Hyperprior):
     return weight
 
   def loss_and_scalars(self, x, out, step=None):
-    """The generator's loss and, with a discriminator in training, D's ("d_loss")."""
-    x = tf.cast(x, tf.float32)
+    """The generator's loss and, with a discriminator in training, D's ("d_loss").
+
+    The rate terms take the learned latents' bits: a base layer's do not depend on the
+    weights, and its rate is fixed by the QP."""
+    x = tf.cast(x, tf.float32)[..., :3]
     x_hat = out["x_hat"]
     perceptual = tf.reduce_mean(lpips.load()(x_hat, x))
-    weight = self.rate_weight(out["bpp"], step)
-    loss = (tf.stop_gradient(weight) * out["bpp"] + self.k_m * out["mse"] +
+    learned_bpp = out["bpp"] - out.get("bpp_base", 0.0)
+    weight = self.rate_weight(learned_bpp, step)
+    loss = (tf.stop_gradient(weight) * learned_bpp + self.k_m * out["mse"] +
             self.k_p * perceptual)
     psnr = tf.reduce_mean(tf.image.psnr(x, tf.clip_by_value(x_hat, 0, 255), 255.0))
     scalars = {"bpp": out["bpp"], "mse": out["mse"], "psnr": psnr, "lpips": perceptual,
                "rate_weight": weight}
+    if self.layered:
+      scalars.update({"bpp/base": out["bpp_base"], "bpp/latents": learned_bpp})
     if "d_fake" in out:
       # Non-saturating GAN losses, on logits: -log D(x_hat) for G,
       # -log D(x) - log(1 - D(x_hat)) for D.
@@ -327,3 +506,45 @@ class HiFiC(hyperprior.Hyperprior):
                      d_fake=tf.reduce_mean(tf.sigmoid(out["d_fake"])))
     scalars["loss"] = loss
     return loss, scalars
+
+  def summary_images(self, x, out):
+    images = super().summary_images(tf.cast(x, tf.float32)[..., :3], out)
+    if self.layered:
+      images["x_b"] = tf.cast(out["x_b"], tf.uint8)
+    return images
+
+  # -- real bitstreams on a base layer ---------------------------------------------------
+
+  def compress(self, x):
+    """Hyperprior's [string_y, string_z]; layered, [base bytes, string_y, string_z] for one
+    padded image x [1, Hp, Wp, 3] (uint8), the base coded at `qp` (in Python: libheif)."""
+    if not self.layered:
+      return super().compress(x)
+    image = np.asarray(x, np.uint8)[0]
+    data, base = base_layer.reconstruct(image, self.qp)
+    return [data] + list(self._compress_latents_traced(
+        tf.constant(np.concatenate([image, base], -1)[None])).numpy())
+
+  @tf.function(reduce_retracing=True)
+  def _compress_latents_traced(self, x):
+    return tf.stack(hyperprior.Hyperprior.compress(self, x))
+
+  def decompress_latents(self, strings, height, width):
+    """y_hat of `compress`'s strings (a layered model's base stream is not read)."""
+    return super().decompress_latents(list(strings)[-2:], height, width)
+
+  def decompress(self, strings, height, width):
+    """x_hat float [1, height, width, 3] (the padded size; 0..255, unrounded) of `compress`'s
+    strings; layered, the base decoded first (FormatError when it does not decode to
+    height x width)."""
+    if not self.layered:
+      return super().decompress(strings, height, width)
+    data = strings[0].numpy() if isinstance(strings[0], tf.Tensor) else strings[0]
+    base = base_layer.decode(bytes(data), height, width)
+    return self._decompress_traced(tf.stack(list(strings)[1:]), tf.constant(base[None]),
+                                   tf.constant(height), tf.constant(width))
+
+  @tf.function(reduce_retracing=True)
+  def _decompress_traced(self, strings, base, height, width):
+    return self.synthesis_on_base(self.decompress_latents([strings[0], strings[1]], height,
+                                                          width), base)

@@ -95,6 +95,7 @@ class Hyperprior(tf.keras.Model):
 
   lossless = False  # which codec (tfcomp.codecs.lossless / lossy) carries it
   stream_names = ("y", "z")  # the strings of `compress`, as the file's sections
+  analysis_channels = 3  # g_a's input channels
 
   def __init__(self, num_filters=128, latent_channels=192, hyper_filters=128,
                variant="mean_scale", distortion="mse", lmbda=0.01, num_scales=64,
@@ -145,7 +146,8 @@ class Hyperprior(tf.keras.Model):
     self.hyperprior = tfc.NoisyDeepFactorized(batch_shape=(h,))
     # Building the transforms directly: Keras' build would trace `call`, where the
     # untrained side model estimates its quantization offsets (tens of seconds).
-    for net, channels in ((self.g_a, 3), (self.g_s, m), (self.h_a, m), (self.h_s, h)):
+    for net, channels in ((self.g_a, self.analysis_channels), (self.g_s, m), (self.h_a, m),
+                          (self.h_s, h)):
       net.build((None, None, None, channels))
     self.built = True
     if compression:
@@ -292,12 +294,12 @@ class Hyperprior(tf.keras.Model):
       y_hat, bits_y = main(y, index, loc=mean, training=training)
       if training and self.ste_decoder:  # coding's quantizer, straight-through
         y_hat = main.quantize(y, loc=mean)
-    x_hat = self.g_s(y_hat) * 255.0
+    x_hat = self.reconstruct(y_hat, x)
     pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
     bits = bits_y + bits_z
     return {"x_hat": x_hat, "y_hat": y_hat, "bits": bits, "bits_y": bits_y, "bits_z": bits_z,
             "bpp": tf.reduce_sum(bits) / pixels,
-            "mse": tf.reduce_mean(tf.math.squared_difference(x, x_hat)),
+            "mse": tf.reduce_mean(tf.math.squared_difference(x[..., :3], x_hat)),
             "scales": self.scale_fn(tf.clip_by_value(index, 0, self.num_scales - 1))}
 
   def loss_and_scalars(self, x, out, step=None):  # step: unused, a constant loss
@@ -442,6 +444,11 @@ class Hyperprior(tf.keras.Model):
   def synthesis(self, y_hat):
     """x_hat float [1, H, W, 3] (0..255, unrounded) of decoded latents."""
     return self.g_s(y_hat) * 255.0
+
+  def reconstruct(self, y_hat, x):  # x: the input, which models on a base layer read
+    """call()'s x_hat of y_hat for the input x: `synthesis(y_hat)`."""
+    del x
+    return self.synthesis(y_hat)
 
   def decompress(self, strings, height, width):
     """x_hat float [1, height, width, 3] (the padded size; 0..255, unrounded) from
