@@ -64,7 +64,7 @@ def test_in_process_streams_match_the_other_process(tmp_path):
 
 # One model per learned family: the shipped weights, as users run them.
 FAMILY_MODELS = ["srec-small-v5", "l3c-small-v3", "rc-small-v1", "hyperprior-ms-v5-q2",
-                 "imgcomp-v5-c"]
+                 "imgcomp-v5-c", "hific-layered-v1-mi"]
 
 
 # The settings furthest from this machine's: the oldest instruction set, Eigen instead of

@@ -53,13 +53,13 @@ def _hyperprior(version, quality, lmbda, made):
                   use=f"lossy for PSNR, rate point {quality} of 4 (what --lossy picks from)")
 
 
-def _hific(version, regime, target_bpp, made):
-  name = f"hific-small-{version}-{regime}"
+def _hific(version, regime, rate, made, config="small",
+           design="the hyperprior's transforms, CPU-sized"):
+  name = f"hific-{config}-{version}-{regime}"
   return ZooEntry(name, "hific", False,
-                  f"HiFiC (Mentzer et al. 2020; config small-{regime}: the hyperprior's "
-                  f"transforms, CPU-sized), rate + MSE + LPIPS + conditional GAN, rate "
-                  f"target {target_bpp} bpp, {made}; 8-bit gray, RGB",
-                  functools.partial(_learned, name), curve=f"hific-small-{version}",
+                  f"HiFiC (Mentzer et al. 2020; config {config}-{regime}: {design}), rate + "
+                  f"MSE + LPIPS + conditional GAN, {rate}, {made}; 8-bit gray, RGB",
+                  functools.partial(_learned, name), curve=f"hific-{config}-{version}",
                   use=f"lossy for perceptual quality (LPIPS), the {regime} rate")
 
 
@@ -119,8 +119,14 @@ ENTRIES = (
     _imgcomp("v5", "c", 1.9, 33300, variant=" with three residual stacks"),
     # The GAN stage on CPU: 1,400 steps of 8 x 128² crops from hyperprior-ms-v5-q1's
     # weights (README: HiFiC), the last checkpoint of each run.
-    *(_hific("v1", regime, target, "1,400 CPU steps from hyperprior-ms-v5-q1")
+    *(_hific("v1", regime, f"rate target {target} bpp",
+             "1,400 CPU steps from hyperprior-ms-v5-q1")
       for regime, target in (("lo", 0.14), ("mi", 0.30), ("hi", 0.45))),
+    # HiFiC on an HEVC base layer: one set of weights trained over base QPs 35 to 45
+    # (README: HiFiC on a base layer), each regime at its own QP.
+    *(_hific("v1", regime, f"HEVC base at QP {qp}", "3,800 CPU steps from scratch",
+             config="layered", design="HEVC intra base layer, learned latents and fusion")
+      for regime, qp in (("lo", 44), ("mi", 38), ("hi", 35))),
 )
 
 # Models no longer shipped: {name: (replacement, why)}. Their files are refused by name.
