@@ -126,6 +126,16 @@ def reconstruct(rgb, qp):
   return data, decode(data, *np.shape(rgb)[:2])
 
 
+def reconstruct_batch(images, qps):
+  """(x_l uint8 [B, h, w, 3], real bits float32 [B]) of uint8 `images` [B, h, w, 3], image
+  i coded at qps[i]: what a model coding its own bases (RC, layered HiFiC) computes in a
+  tf.numpy_function."""
+  coded = [reconstruct(image, qp) for image, qp in zip(np.asarray(images, np.uint8), qps,
+                                                        strict=True)]
+  return (np.stack([base for _, base in coded]),
+          np.array([8.0 * len(data) for data, _ in coded], np.float32))
+
+
 def cache_key():
   """What a cached reconstruction depends on besides the image and QP: the codec, its
   settings and the libraries' versions."""

@@ -403,15 +403,11 @@ class HiFiC(hyperprior.Hyperprior):
     if x.shape[-1] != 3:
       raise ValueError(f"layered HiFiC takes images [B, H, W, 3] or image and base "
                        f"[B, H, W, 6], got shape {x.shape}")
-    base, bits = tf.numpy_function(self._code_bases, [x], [tf.uint8, tf.float32],
-                                   stateful=False)
+    base, bits = tf.numpy_function(
+        lambda images: base_layer.reconstruct_batch(images, [self.qp] * len(images)), [x],
+        [tf.uint8, tf.float32], stateful=False)
     return (tf.concat([x, tf.ensure_shape(base, x.shape)], -1),
             tf.ensure_shape(bits, x.shape[:1]))
-
-  def _code_bases(self, x):
-    coded = [base_layer.reconstruct(image, self.qp) for image in np.asarray(x, np.uint8)]
-    return (np.stack([base for _, base in coded]),
-            np.array([8.0 * len(data) for data, _ in coded], np.float32))
 
   def analysis(self, x):
     if not self.layered:

@@ -217,14 +217,8 @@ class RC(tf.keras.Model):
             tf.ensure_shape(qps, x.shape[:1]))
 
   def _code_bases(self, x):
-    bases, bits, qps = [], [], []
-    for image in np.asarray(x, np.uint8):
-      qp = self.choose_qp(image)
-      data, base = base_layer.reconstruct(image, qp)
-      bases.append(base)
-      bits.append(8.0 * len(data))
-      qps.append(qp)
-    return np.stack(bases), np.asarray(bits, np.float32), np.asarray(qps, np.float32)
+    qps = [self.choose_qp(image) for image in np.asarray(x, np.uint8)]
+    return (*base_layer.reconstruct_batch(x, qps), np.asarray(qps, np.float32))
 
   def call(self, x, training=False, valid=None):
     """Bits of images x (levels 0..255, sides multiples of `block_size`): [B, H, W, 3],
